@@ -1,0 +1,3 @@
+"""poolbench: which downsampling operator should this CNN use?"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,130 @@
+"""The `poolbench` command line: Typer in front, Hydra behind, no experiment logic here.
+
+Overrides are handed to Hydra unchanged, so multirun, launchers, `hydra.run.dir=...` and
+`--cfg job` all keep working. Errors end in one sentence and an exit code (2: bad usage,
+1: a failed run); `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from poolbench.errors import PoolbenchError, RunError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Which downsampling operator should this CNN use? Train, evaluate, compare.")
+PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+_state = {"debug": False}
+
+
+def _fail(err: BaseException) -> None:
+    """Print one sentence (or the traceback under --debug) and exit with the error's code."""
+    if _state["debug"]:
+        raise err
+    from poolbench.report import console
+
+    code = err.exit_code if isinstance(err, PoolbenchError) else 1
+    message = str(err) if isinstance(err, PoolbenchError) else f"{type(err).__name__}: {err}"
+    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _hydra_main(overrides: list[str], multirun: bool) -> None:
+    """Run the Hydra app with these overrides, exactly as `python app.py ...` would."""
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from poolbench.config import CONFIG_NAME, config_dir
+    from poolbench.experiment import run_experiment
+
+    failures: list[BaseException] = []
+
+    def task(cfg):
+        hc = HydraConfig.get()
+        try:
+            return run_experiment(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task))
+        except (Exception, KeyboardInterrupt) as err:
+            if _state["debug"] or isinstance(err, KeyboardInterrupt):
+                raise
+            failures.append(err)  # metrics.json already says "failed"; the next job still runs
+            return None
+
+    main = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=CONFIG_NAME)(task)
+    argv = sys.argv
+    sys.argv = ["poolbench", *(["--multirun"] if multirun else []), *overrides]
+    try:
+        main()
+    finally:
+        sys.argv = argv
+    if failures:
+        first = failures[0]
+        if len(failures) > 1:
+            first = RunError(f"{len(failures)} jobs failed; the first: {first}")
+        _fail(first)
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")):
+    _state["debug"] = debug
+
+
+@app.command(context_settings=PASS_THROUGH)
+def run(ctx: typer.Context,
+        multirun: bool = typer.Option(False, "-m", "--multirun", help="Hydra multirun over swept values."),
+        debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")):
+    """Train and evaluate one configuration. OVERRIDES are Hydra overrides, e.g. pool=avg train.epochs=3."""
+    _state["debug"] = _state["debug"] or debug
+    overrides = list(ctx.args)
+    try:
+        from poolbench.config import check_overrides
+
+        if not any(arg.startswith("-") for arg in overrides):  # Hydra flags (--cfg, --info) go straight through
+            check_overrides(overrides)
+        _hydra_main(overrides, multirun)
+    except PoolbenchError as err:
+        _fail(err)
+
+
+@app.command("eval")
+def eval_(run_dir: Path = typer.Argument(..., help="A directory written by `poolbench run`."),
+          debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")):
+    """Reload a run's checkpoint and config, and measure it again."""
+    _state["debug"] = _state["debug"] or debug
+    try:
+        from poolbench.experiment import evaluate_run
+
+        evaluate_run(run_dir)
+    except (PoolbenchError, Exception) as err:
+        _fail(err)
+
+
+@app.command("list")
+def list_():
+    """Operators and datasets, one line each."""
+    from rich.table import Table
+
+    from poolbench.config import group_options
+    from poolbench.pools import POOLS
+    from poolbench.report import console
+
+    table = Table(title="operators (pool=NAME)")
+    for column in ("name", "what it does", "output size", "reference"):
+        table.add_column(column)
+    for name in sorted(POOLS):
+        spec = POOLS[name]
+        table.add_row(name, spec.description, spec.size_rule, spec.reference)
+    console.print(table)
+    console.print("datasets (data=NAME): " + ", ".join(group_options("data")))
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    app(args=argv, prog_name="poolbench")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Finding, composing and checking configs before any work starts.
+
+The CLI checks every override here first (syntax, names, values), so a user mistake ends
+with one sentence and exit code 2 instead of a Hydra traceback halfway through a sweep.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException, OverrideParseException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from poolbench.errors import UsageError
+
+CONFIG_NAME = "config"
+
+
+def config_dir() -> Path:
+    """configs/ inside an installed wheel (poolbench/configs), else at the checkout's root."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "configs", here.parent / "configs"):
+        if (candidate / f"{CONFIG_NAME}.yaml").is_file():
+            return candidate
+    raise UsageError("poolbench's configs/ folder is missing: reinstall poolbench.")
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    """Compose the config as Hydra would for `overrides` (no sweep values), checked."""
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            cfg = compose(CONFIG_NAME, overrides=overrides)
+    except OverrideParseException as err:
+        raise UsageError(f"Malformed override: {_first_line(err)} (write key=value, e.g. pool=avg).") from None
+    except (HydraException, OmegaConfBaseException) as err:
+        raise UsageError(_explain(err)) from None
+    finally:
+        GlobalHydra.instance().clear()
+    validate(cfg)
+    return cfg
+
+
+def check_overrides(overrides: list[str]) -> None:
+    """Check overrides that may hold sweeps (pool=max,avg): every listed value must compose.
+
+    Each swept value is tried once with the others at their first value, so a typo anywhere
+    in a grid is found before the first job starts.
+    """
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except OverrideParseException as err:
+        raise UsageError(f"Malformed override: {_first_line(err)} (write key=value, e.g. pool=avg).") from None
+    base, choices = [], []
+    for override in parsed:
+        if override.is_hydra_override():
+            continue  # hydra.* and hydra/... are Hydra's own; it checks them itself
+        if override.is_sweep_override():
+            values = [str(v) for v in override.sweep_string_iterator()]
+            choices.append((len(base), override.get_key_element(), values))
+            base.append(f"{override.get_key_element()}={values[0]}")
+        else:
+            base.append(override.input_line)
+    compose_config(base)
+    for position, key, values in choices:
+        for value in values[1:]:
+            trial = list(base)
+            trial[position] = f"{key}={value}"
+            compose_config(trial)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Value checks that Hydra's composition cannot make."""
+    from poolbench.pools import POOLS
+
+    try:
+        _check_values(cfg, POOLS)
+    except (TypeError, ValueError, OmegaConfBaseException) as err:
+        raise UsageError(f"A config value has the wrong type ({_first_line(err)}): "
+                         "numbers must be numbers, e.g. train.epochs=3.") from None
+
+
+def _check_values(cfg: DictConfig, POOLS) -> None:
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise UsageError(message)
+
+    need(cfg.pool.name in POOLS, f"Unknown pool '{cfg.pool.name}'; choose one of: {', '.join(sorted(POOLS))}.")
+    need(int(cfg.train.epochs) >= 1, f"train.epochs must be at least 1, got {cfg.train.epochs}.")
+    need(int(cfg.train.batch_size) >= 1, f"train.batch_size must be at least 1, got {cfg.train.batch_size}.")
+    need(float(cfg.train.lr) > 0, f"train.lr must be positive, got {cfg.train.lr}.")
+    need(0 <= float(cfg.train.warmup_fraction) < 1,
+         f"train.warmup_fraction must be in [0, 1), got {cfg.train.warmup_fraction}.")
+    need(0 <= int(cfg.eval.max_shift) < int(cfg.data.image_size),
+         f"eval.max_shift must be in [0, {cfg.data.image_size - 1}] for {cfg.data.image_size}-pixel images, "
+         f"got {cfg.eval.max_shift}.")
+    need(cfg.eval.shift_mode in ("circular", "translate"),
+         f"eval.shift_mode must be circular or translate, got '{cfg.eval.shift_mode}'.")
+    need(int(cfg.eval.shift_pairs) >= 1, f"eval.shift_pairs must be at least 1, got {cfg.eval.shift_pairs}.")
+    need(int(cfg.eval.batch_size) >= 1, f"eval.batch_size must be at least 1, got {cfg.eval.batch_size}.")
+    need(str(cfg.device) in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got '{cfg.device}'.")
+    need(len(cfg.model.channels) >= 1 and all(int(c) >= 1 for c in cfg.model.channels),
+         f"model.channels must list at least one positive width, got {list(cfg.model.channels)}.")
+
+
+def load_run_config(run_dir: Path) -> DictConfig:
+    """The composed config a run saved in <run_dir>/.hydra/config.yaml."""
+    path = Path(run_dir) / ".hydra" / "config.yaml"
+    if not path.is_file():
+        raise UsageError(f"{run_dir} is not a poolbench run directory (no .hydra/config.yaml): "
+                         "pass the folder a `poolbench run` printed.")
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception:
+        raise UsageError(f"{path} is damaged: rerun the experiment.") from None
+    validate(cfg)
+    return cfg
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    if not text and err.__cause__ is not None:  # Hydra often keeps the reason in the cause
+        return _first_line(err.__cause__)
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _explain(err: Exception) -> str:
+    """Turn a Hydra composition error into one sentence naming the valid choices."""
+    text = _first_line(err)
+    missing = re.search(r"Could not (?:find|load) '(\w+)/([^']*)'", text)
+    if missing:
+        group, choice = missing.groups()
+        return f"Unknown {group} '{choice}'; choose one of: {', '.join(group_options(group))}."
+    if "Could not override" in text or "Key '" in text:
+        return f"{text} (check the key's spelling, or add a new key with +key=value)."
+    return text

@@ -1,0 +1,142 @@
+"""One experiment from a composed config: data -> model -> train -> evaluate -> results.
+
+`run_experiment` is what every Hydra job runs (single run or multirun, any launcher);
+`evaluate_run` re-measures a saved run from its checkpoint and config.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from poolbench.config import validate
+from poolbench.data import load_dataset
+from poolbench.errors import PoolbenchError, RunError
+from poolbench.evaluate import invariance
+from poolbench.model import build_model, count_params
+from poolbench.report import TrainProgress, config_summary, console, results_table, shift_table
+from poolbench.results import (CHECKPOINT_FILE, METRICS_FILE, load_checkpoint, new_metrics,
+                               write_json)
+from poolbench.shifts import Normalizer
+from poolbench.speed import add_mfu, flops_per_image, matmul_flops_per_s, throughput
+from poolbench.train import autocast_for, select_device, train
+
+log = logging.getLogger(__name__)
+
+
+def set_threads(threads) -> None:
+    if threads in (None, "auto"):
+        count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    else:
+        count = int(threads)
+    torch.set_num_threads(max(1, count))
+
+
+def run_experiment(cfg, run_dir: Path, overrides: list[str], show_progress: bool = True) -> dict:
+    """Train and evaluate one configuration; metrics.json is written whatever happens."""
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    validate(cfg)
+    set_threads(cfg.threads)
+    device = select_device(str(cfg.device))
+    metrics = new_metrics({"pool": cfg.pool.name, "dataset": cfg.data.name, "seed": int(cfg.seed),
+                           "device": device.type, "overrides": list(overrides)})
+    console.print(config_summary(cfg, device.type))
+    log.info("config:\n%s", OmegaConf.to_yaml(cfg))
+    try:
+        data = load_dataset(cfg.data).to(device)
+        log.info("data: %s from %s", data.name, data.source)
+        torch.manual_seed(int(cfg.seed))
+        model = build_model(cfg).to(device)
+        if cfg.train.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        with TrainProgress() if show_progress else _NoProgress() as progress:
+            state = train(cfg, model, data, device, run_dir / CHECKPOINT_FILE, progress=progress)
+        metrics["history"] = state.history
+        metrics["time"]["train_s"] = state.train_seconds
+        eval_started = time.perf_counter()
+        metrics.update(measure(cfg, model, data, device))
+        metrics["time"]["eval_s"] = time.perf_counter() - eval_started
+        metrics["status"] = "complete"
+    except KeyboardInterrupt:
+        metrics["status"] = "interrupted"
+        raise
+    except PoolbenchError as err:
+        metrics["status"] = "failed"
+        metrics["error"] = str(err)
+        raise
+    except Exception as err:
+        metrics["status"] = "failed"
+        metrics["error"] = f"{type(err).__name__}: {err}"
+        raise
+    finally:
+        metrics["time"]["total_s"] = time.perf_counter() - started
+        write_json(run_dir / METRICS_FILE, metrics)
+        log.info("status: %s", metrics["status"])
+    console.print(results_table(metrics))
+    console.print(shift_table(metrics))
+    console.print(f"run directory: [bold]{run_dir}[/]")
+    return metrics
+
+
+def measure(cfg, model, data, device) -> dict:
+    """Accuracy, invariance, throughput with MFU, params and FLOPs of a trained model."""
+    normalize = Normalizer(cfg.data.mean, cfg.data.std, device, cfg.train.channels_last)
+    autocast = autocast_for(device, cfg.train.amp)
+    results = invariance(model, data.test_x, data.test_y, normalize, cfg.eval, autocast)
+    input_shape = (int(cfg.data.channels), int(cfg.data.image_size), int(cfg.data.image_size))
+    flops = flops_per_image(model, input_shape)
+    tp = cfg.eval.throughput
+    speed = throughput(model, input_shape, int(cfg.data.num_classes), device, int(tp.batch_size),
+                       int(tp.warmup), int(tp.iters), autocast_for(device, cfg.train.amp),
+                       bool(cfg.train.channels_last))
+    speed = add_mfu(speed, flops, matmul_flops_per_s(device))
+    return {
+        "accuracy": {"test": results["accuracy"]},
+        "invariance": results["invariance"],
+        "throughput": speed,
+        "model": {"params": count_params(model), "flops_per_image": flops},
+    }
+
+
+def evaluate_run(run_dir: Path) -> dict:
+    """Reload a run's config and checkpoint, measure it again and print the same tables."""
+    from poolbench.config import load_run_config
+
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
+    set_threads(cfg.threads)
+    device = select_device(str(cfg.device))
+    started = time.perf_counter()
+    data = load_dataset(cfg.data).to(device)
+    model = build_model(cfg).to(device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except (KeyError, RuntimeError):
+        raise RunError(f"The checkpoint in {run_dir} does not match its config: rerun the experiment.") from None
+    metrics = new_metrics({"pool": cfg.pool.name, "dataset": cfg.data.name, "seed": int(cfg.seed),
+                           "device": device.type, "source_run": str(run_dir)})
+    metrics.update(measure(cfg, model, data, device))
+    metrics["history"] = checkpoint.get("history", [])
+    metrics["time"] = {"train_s": checkpoint.get("train_seconds", 0.0), "eval_s": time.perf_counter() - started}
+    metrics["time"]["total_s"] = metrics["time"]["eval_s"]
+    metrics["status"] = "complete"
+    console.print(results_table(metrics, title=f"re-evaluated: {run_dir}"))
+    console.print(shift_table(metrics))
+    return metrics
+
+
+class _NoProgress:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False

@@ -1,0 +1,85 @@
+"""SmallCNN: the same network for every operator; only the downsampling slot changes.
+
+Each stage is conv3x3 + BatchNorm + ReLU followed by the slot. The readout is either
+`flatten` (flatten the last feature map, then a linear classifier) or `gap` (global
+average pool, then the classifier). The model knows nothing of data or training.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from poolbench.errors import UsageError
+from poolbench.pools import build_pool, get_spec
+
+
+class SmallCNN(nn.Module):
+    def __init__(self, in_channels: int, image_size: int, num_classes: int,
+                 channels: list[int], pool_cfg, readout: str = "auto"):
+        super().__init__()
+        spec = get_spec(pool_cfg["name"])
+        self.readout = resolve_readout(readout, spec.local, spec.name)
+        layers: list[nn.Module] = []
+        c_in = in_channels
+        for width in channels:
+            layers += [
+                nn.Conv2d(c_in, width, 3, padding=1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+                build_pool(pool_cfg, width),
+            ]
+            c_in = width
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1) if self.readout == "gap" else nn.Identity(), nn.Flatten()
+        )
+        self.classifier = nn.Linear(self._feature_count(in_channels, image_size, spec.name), num_classes)
+
+    def _feature_count(self, in_channels: int, image_size: int, pool_name: str) -> int:
+        probe = torch.zeros(2, in_channels, image_size, image_size)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                size = self.features(probe).shape
+        except RuntimeError:
+            size = None
+        finally:
+            self.train(was_training)
+        if size is None or min(size[-2:]) < 1:
+            raise UsageError(
+                f"The model is too deep for {image_size}x{image_size} images with pool={pool_name}: "
+                "use fewer model.channels stages or larger images."
+            )
+        return size[1] if self.readout == "gap" else size[1] * size[2] * size[3]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.head(self.features(x)))
+
+
+def resolve_readout(readout: str, local: bool, pool_name: str) -> str:
+    if readout not in ("auto", "flatten", "gap"):
+        raise UsageError(f"model.readout must be auto, flatten or gap, got '{readout}'.")
+    if not local:
+        if readout == "flatten":
+            raise UsageError(f"pool={pool_name} leaves all downsampling to a global pool: "
+                             "use model.readout=gap (or auto).")
+        return "gap"
+    return "flatten" if readout == "auto" else readout
+
+
+def build_model(cfg) -> SmallCNN:
+    """Build the network that `cfg` (the composed config) describes."""
+    return SmallCNN(
+        in_channels=cfg.data.channels,
+        image_size=cfg.data.image_size,
+        num_classes=cfg.data.num_classes,
+        channels=list(cfg.model.channels),
+        pool_cfg=cfg.pool,
+        readout=cfg.model.readout,
+    )
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,139 @@
+"""Throughput, FLOPs and MFU (DESIGN.md section 4).
+
+Throughput is the median of timed iterations after warm-up, on a synthetic batch of the
+model's input shape; CUDA timings synchronize before reading the clock. Training throughput
+is measured on a copy of the model so the trained weights stay untouched.
+MFU = model FLOPs per second / the dense matmul rate measured in this process; a training
+step counts as 3x the forward FLOPs (forward + backward, the usual convention).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+aten = torch.ops.aten
+TRAIN_FLOPS_PER_FORWARD = 3
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_seconds(step, device: torch.device, warmup: int, iters: int) -> float:
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        step()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_flops_per_s(device: torch.device, size: int = 2048, iters: int = 5,
+                       dtype: torch.dtype = torch.float32) -> float:
+    """Dense matmul rate of this machine, measured now (the MFU denominator)."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    seconds = _median_seconds(lambda: torch.mm(a, b), device, warmup=2, iters=iters)
+    return 2 * size**3 / seconds
+
+
+def _pool_flops(*args, out_shape=None, **kwargs) -> int:
+    """A pooling op reads every input element of every window once: out elements x window size."""
+    kernel = args[1] if len(args) > 1 else kwargs.get("kernel_size", (2, 2))
+    kernel = list(kernel) if isinstance(kernel, (list, tuple)) else [kernel]
+    window = kernel[0] * (kernel[-1] if len(kernel) > 1 else kernel[0])
+    out = out_shape[0] if isinstance(out_shape, (list, tuple)) and isinstance(out_shape[0], (list, tuple, torch.Size)) else out_shape
+    return _numel(out) * window
+
+
+def _reduce_flops(*args, out_shape=None, **kwargs) -> int:
+    """Global average pool, softmax and weighted sums: about one FLOP per input element."""
+    return _numel(args[0])
+
+
+def _numel(shape) -> int:
+    total = 1
+    for dim in shape:
+        total *= int(dim)
+    return total
+
+
+POOLING_FLOPS = {
+    aten.max_pool2d: _pool_flops,
+    aten.max_pool2d_with_indices: _pool_flops,
+    aten.avg_pool2d: _pool_flops,
+    aten.fractional_max_pool2d: _pool_flops,
+    aten._adaptive_avg_pool2d: _reduce_flops,
+    aten.mean.dim: _reduce_flops,
+    aten._softmax: _reduce_flops,
+    aten.mul.Tensor: _reduce_flops,
+    aten.sum.dim_IntList: _reduce_flops,
+}
+
+
+def flops_per_image(model: torch.nn.Module, input_shape: tuple[int, int, int]) -> int:
+    """Forward FLOPs for one image, convolutions and matmuls plus the pooling ops."""
+    was_training = model.training
+    model.eval()
+    probe = torch.zeros(1, *input_shape, device=next(model.parameters()).device)
+    counter = FlopCounterMode(display=False, custom_mapping=POOLING_FLOPS)
+    with counter, torch.no_grad():
+        model(probe)
+    model.train(was_training)
+    return int(counter.get_total_flops())
+
+
+def throughput(model: torch.nn.Module, input_shape: tuple[int, int, int], num_classes: int,
+               device: torch.device, batch_size: int, warmup: int, iters: int,
+               autocast: contextlib.AbstractContextManager | None = None,
+               channels_last: bool = True) -> dict:
+    """Inference and training images/s at `batch_size` (median of `iters` timed steps)."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    images = torch.randn(batch_size, *input_shape, device=device).contiguous(memory_format=fmt)
+    labels = torch.randint(0, num_classes, (batch_size,), device=device)
+    autocast = autocast or contextlib.nullcontext()
+
+    was_training = model.training
+    model.eval()
+
+    def infer():
+        with torch.inference_mode(), autocast:
+            model(images)
+
+    infer_s = _median_seconds(infer, device, warmup, iters)
+    model.train(was_training)
+
+    trainee = copy.deepcopy(model).train()
+    optimizer = torch.optim.SGD(trainee.parameters(), lr=1e-3, momentum=0.9)
+
+    def train_step():
+        with autocast:
+            loss = F.cross_entropy(trainee(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    train_s = _median_seconds(train_step, device, warmup, iters)
+    return {"batch_size": batch_size,
+            "infer_images_per_s": batch_size / infer_s,
+            "train_images_per_s": batch_size / train_s}
+
+
+def add_mfu(speed: dict, flops: int, matmul_rate: float) -> dict:
+    speed = dict(speed)
+    speed["matmul_flops_per_s"] = matmul_rate
+    speed["infer_mfu"] = flops * speed["infer_images_per_s"] / matmul_rate
+    speed["train_mfu"] = TRAIN_FLOPS_PER_FORWARD * flops * speed["train_images_per_s"] / matmul_rate
+    return speed

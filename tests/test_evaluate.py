@@ -1,0 +1,52 @@
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from poolbench.evaluate import invariance, predict
+from poolbench.shifts import Normalizer
+
+EVAL = OmegaConf.create({"max_shift": 2, "shift_pairs": 3, "shift_mode": "circular", "seed": 0, "batch_size": 7})
+NORM = Normalizer([0.0], [1.0], torch.device("cpu"), channels_last=False)
+
+
+class TopRowBright(nn.Module):
+    """Predicts 1 when the top-left pixel is lit, else 0: maximally shift-sensitive."""
+
+    def forward(self, x):
+        lit = (x[:, 0, 0, 0] > 0.5).long()
+        return nn.functional.one_hot(lit, 2).float()
+
+
+class Constant(nn.Module):
+    def forward(self, x):
+        return torch.tensor([[0.0, 1.0]]).expand(x.shape[0], 2)
+
+
+def images(n=20):
+    x = torch.zeros(n, 1, 6, 6, dtype=torch.uint8)
+    x[:, :, 0, 0] = 255
+    return x
+
+
+def test_a_constant_model_is_perfectly_invariant():
+    x = images()
+    result = invariance(Constant(), x, torch.ones(len(x), dtype=torch.long), NORM, EVAL)
+    inv = result["invariance"]
+    assert result["accuracy"] == 1.0 and inv["consistency"] == 1.0 and inv["flip_rate_1px"] == 0.0
+    assert inv["shift_accuracy"] == {"0": 1.0, "1": 1.0, "2": 1.0}
+
+
+def test_a_position_reading_model_flips_under_every_shift():
+    x = images()
+    result = invariance(TopRowBright(), x, torch.ones(len(x), dtype=torch.long), NORM, EVAL)
+    inv = result["invariance"]
+    assert result["accuracy"] == 1.0
+    assert inv["flip_rate_1px"] == 1.0 and inv["shift_accuracy"]["1"] == 0.0
+    assert 0.0 < inv["consistency"] < 1.0  # pairs agree only when both shifts move the pixel away
+
+
+def test_predict_is_batch_size_independent():
+    x = torch.randint(0, 255, (23, 1, 6, 6), dtype=torch.uint8)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 4))
+    assert torch.equal(predict(model, x, NORM, 5), predict(model, x, NORM, 23))

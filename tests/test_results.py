@@ -1,0 +1,30 @@
+import json
+
+import pytest
+import torch
+
+from poolbench.errors import UsageError
+from poolbench.results import load_checkpoint, read_metrics, save_checkpoint, write_json
+
+
+def test_write_json_replaces_atomically_and_nan_becomes_null(tmp_path):
+    path = tmp_path / "metrics.json"
+    write_json(path, {"a": 1})
+    write_json(path, {"a": float("nan")})
+    assert json.loads(path.read_text()) == {"a": None}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temp files left
+
+
+def test_checkpoint_round_trip_with_weights_only(tmp_path):
+    save_checkpoint(tmp_path / "model.pt", {"model": {"w": torch.ones(2)}, "epoch": 3})
+    assert torch.load(tmp_path / "model.pt", weights_only=True)["epoch"] == 3
+    assert load_checkpoint(tmp_path / "model.pt")["model"]["w"].sum() == 2
+
+
+def test_damaged_files_are_usage_errors(tmp_path):
+    (tmp_path / "model.pt").write_bytes(b"garbage")
+    (tmp_path / "metrics.json").write_text("{")
+    with pytest.raises(UsageError, match="damaged"):
+        load_checkpoint(tmp_path / "model.pt")
+    with pytest.raises(UsageError, match="damaged"):
+        read_metrics(tmp_path)
