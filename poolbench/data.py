@@ -53,7 +53,8 @@ class TensorData:
 
 def load_dataset(data_cfg) -> TensorData:
     """Load the dataset named by `data_cfg.name`, fetching it if allowed and needed."""
-    loaders = {"mnist": load_mnist, "cifar10": load_cifar10, "shapes": load_shapes}
+    loaders = {"mnist": load_mnist, "cifar10": load_cifar10, "shapes": load_shapes,
+               "imagefolder": load_imagefolder}
     name = data_cfg["name"]
     if name not in loaders:
         raise UsageError(f"Unknown dataset '{name}'; choose one of: {', '.join(sorted(loaders))}.")
@@ -162,25 +163,43 @@ def load_mnist(data_cfg) -> TensorData:
                       test.data.unsqueeze(1), test.targets.long(), list(train.classes), source)
 
 
-# ---------------------------------------------------------------- CIFAR-10
+# ---------------------------------------------------------------- CIFAR-10 and image folders
 
 def load_cifar10(data_cfg) -> TensorData:
-    from torchvision.datasets import CIFAR10
+    from poolbench import data_cifar
 
-    root = data_root(data_cfg)
+    (train_x, train_y, test_x, test_y), source = data_cifar.load(data_cfg)
+    return TensorData("cifar10", train_x, train_y, test_x, test_y, list(CIFAR10_CLASSES), source)
 
-    def split(train: bool):
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):
-                ds = CIFAR10(str(root), train=train, download=bool(data_cfg.download))
-        except Exception as err:
-            raise UsageError(
-                f"CIFAR-10 not found and not downloadable ({str(err).splitlines()[0] if str(err) else err}): "
-                f"put cifar-10-batches-py in {root} (or point data.root at it)."
-            ) from None
-        images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
-        return images, torch.tensor(ds.targets, dtype=torch.long)
 
-    train_x, train_y = split(True)
-    test_x, test_y = split(False)
-    return TensorData("cifar10", train_x, train_y, test_x, test_y, list(CIFAR10_CLASSES), str(root))
+def load_imagefolder(data_cfg) -> TensorData:
+    """Any train/<class>/, test/<class>/ dataset at data.root (folder or archive)."""
+    from poolbench.data_folder import load_image_folder
+
+    if not data_cfg.get("root"):
+        raise UsageError("data=imagefolder needs data.root=PATH: a folder (or .tar.xz/.tar.gz/.zip) holding "
+                         "train/<class>/ and test/<class>/ folders of images.")
+    images = load_image_folder(data_root(data_cfg), Path(str(data_cfg.cache)).expanduser(),
+                               int(data_cfg.image_size), int(data_cfg.channels))
+    how = "cached" if images.decode_seconds is None else f"decoded in {images.decode_seconds:.1f} s"
+    data = TensorData("imagefolder", images.train_x, images.train_y, images.test_x, images.test_y,
+                      images.classes, f"{data_root(data_cfg)} ({how}; cache {images.cache})")
+    _fill_from_data(data_cfg, data)
+    return data
+
+
+def _fill_from_data(data_cfg, data: TensorData) -> None:
+    """Settings left null in the config come from the data: class count, per-channel mean/std."""
+    from omegaconf import open_dict
+
+    with open_dict(data_cfg):
+        if data_cfg.get("num_classes") is None:
+            data_cfg.num_classes = len(data.classes)
+        elif int(data_cfg.num_classes) != len(data.classes):
+            raise UsageError(f"data.num_classes is {data_cfg.num_classes} but {data_root(data_cfg)} has "
+                             f"{len(data.classes)} class folders: set data.num_classes=null to take it from the data.")
+        if data_cfg.get("mean") is None or data_cfg.get("std") is None:
+            sample = data.train_x[::max(1, data.train_x.shape[0] // 10000)]  # every class, bounded memory
+            pixels = sample.transpose(0, 1).flatten(1).float() / 255  # (C, n*H*W)
+            data_cfg.mean = [round(v, 4) for v in pixels.mean(1).tolist()]
+            data_cfg.std = [round(max(v, 1e-3), 4) for v in pixels.std(1).tolist()]
