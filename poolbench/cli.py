@@ -46,6 +46,11 @@ def _hydra_main(overrides: list[str], multirun: bool) -> None:
 
     def task(cfg):
         hc = HydraConfig.get()
+        from poolbench.sweep import finished_job
+
+        done = finished_job(hc)  # a rerun of a sweep skips the jobs that already completed
+        if done is not None:
+            return done
         try:
             return run_experiment(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task))
         except (Exception, KeyboardInterrupt) as err:
@@ -66,6 +71,12 @@ def _hydra_main(overrides: list[str], multirun: bool) -> None:
         if len(failures) > 1:
             first = RunError(f"{len(failures)} jobs failed; the first: {first}")
         _fail(first)
+    if multirun:  # jobs run by other processes (joblib, submitit) fail there: the sweep table counts them
+        from poolbench.sweep import failed_jobs_in_last_multirun
+
+        failed, jobs = failed_jobs_in_last_multirun()
+        if failed:
+            _fail(RunError(f"{failed} of {jobs} jobs did not complete; the table above lists them with their errors."))
 
 
 @app.callback()
@@ -87,6 +98,44 @@ def run(ctx: typer.Context,
             check_overrides(overrides)
         _hydra_main(overrides, multirun)
     except PoolbenchError as err:
+        _fail(err)
+
+
+@app.command(context_settings=PASS_THROUGH)
+def sweep(ctx: typer.Context,
+          debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")):
+    """Every operator x seeds 0,1,2 (a Hydra multirun), then one comparison table, files and plots.
+
+    OVERRIDES narrow or widen the grid: pool=max,avg seed=0,1,2,3,4 data=shapes.
+    """
+    _state["debug"] = _state["debug"] or debug
+    from poolbench.report import console
+    from poolbench.sweep import cli_command, with_default_grid
+
+    overrides = with_default_grid(list(ctx.args))
+    try:
+        from poolbench.config import check_overrides
+
+        if not any(arg.startswith("-") for arg in overrides):
+            check_overrides(overrides)
+        console.print(f"[dim]same as: {cli_command(overrides)}[/]", soft_wrap=True)
+        _hydra_main(overrides, multirun=True)
+    except PoolbenchError as err:
+        _fail(err)
+
+
+@app.command()
+def compare(dirs: list[Path] = typer.Argument(..., help="Run and sweep directories, in any mix."),
+            out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where the summary files and plots go "
+                                               "(default: the one DIR given, else outputs/compare/<date>/<time>)."),
+            debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")):
+    """Aggregate any runs and sweeps into one comparison table, summary files and plots."""
+    _state["debug"] = _state["debug"] or debug
+    try:
+        from poolbench.sweep import compare as compare_dirs
+
+        compare_dirs(dirs, out)
+    except (PoolbenchError, Exception) as err:
         _fail(err)
 
 

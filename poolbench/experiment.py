@@ -31,7 +31,9 @@ log = logging.getLogger(__name__)
 
 def set_threads(threads) -> None:
     if threads in (None, "auto"):
-        count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        from poolbench.sweep import auto_threads
+
+        count = auto_threads()  # parallel launcher jobs share the cores instead of fighting over them
     else:
         count = int(threads)
     torch.set_num_threads(max(1, count))
@@ -45,7 +47,8 @@ def run_experiment(cfg, run_dir: Path, overrides: list[str], show_progress: bool
     set_threads(cfg.threads)
     device = select_device(str(cfg.device))
     metrics = new_metrics({"pool": cfg.pool.name, "dataset": cfg.data.name, "seed": int(cfg.seed),
-                           "device": device.type, "overrides": list(overrides)})
+                           "device": device.type, "overrides": list(overrides),
+                           "threads": torch.get_num_threads()})
     console.print(config_summary(cfg, device.type))
     log.info("config:\n%s", OmegaConf.to_yaml(cfg))
     try:

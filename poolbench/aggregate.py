@@ -1,0 +1,352 @@
+"""Sweep aggregation: find runs below some directories, group them, compute the comparison.
+
+A *configuration* is everything that defines a run except its seed: the operator, the
+dataset, the device and every other override. Each configuration's seeds give a mean with a
+95% t-interval; each is compared with the `pool=max` configuration that differs from it only
+in the operator (Welch's t-test). Runs that did not complete are kept aside with the first
+line of their error, so a failed job shows up instead of silently shrinking n.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from poolbench.errors import UsageError
+from poolbench.results import METRICS_FILE
+from poolbench.stats import Estimate, estimate, welch_p_value
+
+BASELINE_POOL = "max"
+POOL_ORDER = ["max", "avg", "strided", "global", "fractional", "attention"]
+SIGNIFICANCE = 0.05
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    path: tuple[str, ...]     # where it sits in metrics.json
+    higher_is_better: bool
+    kind: str                 # fraction (shown in %), rate (img/s) or count
+
+
+METRICS = [
+    Metric("accuracy", "accuracy", ("accuracy", "test"), True, "fraction"),
+    Metric("consistency", "consistency", ("invariance", "consistency"), True, "fraction"),
+    Metric("flip_rate_1px", "flip rate 1px", ("invariance", "flip_rate_1px"), False, "fraction"),
+    Metric("infer_images_per_s", "inference img/s", ("throughput", "infer_images_per_s"), True, "rate"),
+    Metric("train_images_per_s", "training img/s", ("throughput", "train_images_per_s"), True, "rate"),
+    Metric("params", "params", ("model", "params"), False, "count"),
+    Metric("flops_per_image", "FLOPs/image", ("model", "flops_per_image"), False, "count"),
+]
+# The trade-off a user picks from: no other row is at least as good on all three and better on one.
+PARETO_METRICS = ("accuracy", "consistency", "infer_images_per_s")
+# Keys that identify a run's seed or are read from `run` instead of the overrides.
+_NOT_CONFIG_KEYS = {"seed", "pool", "data"}
+
+
+@dataclass
+class RunRecord:
+    """One job directory, finished or not."""
+
+    path: Path
+    status: str                   # complete | failed | interrupted | missing
+    error: str | None
+    config: dict[str, str]        # pool, data, device (when known) and the other overrides
+    seed: int | None
+    metrics: dict = field(default_factory=dict)
+    mtime: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        return self.status == "complete"
+
+
+@dataclass
+class Row:
+    """One configuration: its runs and, per metric, the estimate and the test against max."""
+
+    config: dict[str, str]
+    runs: list[RunRecord]
+    label: str = ""
+    stats: dict[str, dict] = field(default_factory=dict)
+    shift_accuracy: dict[str, dict] = field(default_factory=dict)
+    best: list[str] = field(default_factory=list)
+    pareto: bool = False
+    has_baseline: bool = False
+
+    @property
+    def done(self) -> list[RunRecord]:
+        return [r for r in self.runs if r.complete]
+
+    @property
+    def n(self) -> int:
+        return len(self.done)
+
+
+@dataclass
+class Summary:
+    sources: list[str]
+    rows: list[Row]
+    failed: list[RunRecord]
+    notes: list[str]
+    common: dict[str, str]        # configuration shared by every row (the table's caption)
+
+
+# ---------------------------------------------------------------- finding and reading runs
+
+def find_run_dirs(paths: list[Path]) -> list[Path]:
+    """Every run directory (holding metrics.json or .hydra/) at or below each path."""
+    found: list[Path] = []
+    for root in paths:
+        root = Path(root)
+        if not root.is_dir():
+            raise UsageError(f"{root} is not a directory: pass run or sweep directories "
+                             "(the folders `poolbench run` and `poolbench sweep` print).")
+        before = len(found)
+        for current, dirs, files in os.walk(root):
+            here = Path(current)
+            if METRICS_FILE in files or ".hydra" in dirs:
+                found.append(here)
+                dirs.clear()  # a run directory holds no other runs
+            else:
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # skip .submitit and the like
+        if len(found) == before:
+            raise UsageError(f"{root} holds no poolbench runs (no {METRICS_FILE} or .hydra/ below it): "
+                             "pass a run or sweep directory.")
+    return list(dict.fromkeys(p.resolve() for p in found))
+
+
+def _first_line(text) -> str | None:
+    text = str(text or "").strip()
+    return text.splitlines()[0] if text else None
+
+
+def _config_from_overrides(overrides: list[str]) -> dict[str, str]:
+    config = {}
+    for item in overrides:
+        key, _, value = str(item).partition("=")
+        if key.lstrip("+~") not in _NOT_CONFIG_KEYS and not key.startswith("hydra"):
+            config[key] = value
+    return config
+
+
+def load_run(run_dir: Path) -> RunRecord:
+    """Read one job directory; one that never wrote metrics.json is a failed job."""
+    path = run_dir / METRICS_FILE
+    if path.is_file():
+        mtime = path.stat().st_mtime
+        try:
+            metrics = json.loads(path.read_text())
+            run = metrics["run"]
+            config = {"pool": str(run["pool"]), "data": str(run["dataset"]), "device": str(run["device"]),
+                      **_config_from_overrides(run.get("overrides", []))}
+            status = str(metrics.get("status", "missing"))
+            error = _first_line(metrics.get("error"))
+            if status != "complete" and not error:
+                error = f"the job stopped ({status}) before it finished"
+            return RunRecord(run_dir, status, error, config, _int(run.get("seed")), metrics, mtime)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            return _from_hydra_files(run_dir, f"{METRICS_FILE} is damaged or not poolbench's", mtime)
+    return _from_hydra_files(run_dir, f"no {METRICS_FILE}: the job was killed, or is still running",
+                             run_dir.stat().st_mtime)
+
+
+def _from_hydra_files(run_dir: Path, error: str, mtime: float) -> RunRecord:
+    """What a job's .hydra/ says it was, for jobs without usable results."""
+    config, seed = {}, None
+    try:
+        cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+        config = {"pool": str(cfg.pool.name), "data": str(cfg.data.name)}
+        seed = _int(cfg.get("seed"))
+        overrides = OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")
+        config.update(_config_from_overrides(list(overrides)))
+    except Exception:  # not even a readable config: list it under its folder name
+        config = {"dir": run_dir.name}
+    return RunRecord(run_dir, "failed", error, config, seed, {}, mtime)
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _value(metrics: dict, path: tuple[str, ...]):
+    for key in path:
+        if not isinstance(metrics, dict) or key not in metrics:
+            return None
+        metrics = metrics[key]
+    return float(metrics) if isinstance(metrics, (int, float)) and not isinstance(metrics, bool) else None
+
+
+# ---------------------------------------------------------------- grouping and statistics
+
+def summarize(paths: list[Path]) -> Summary:
+    """Find, read, group and compare every run below `paths`."""
+    records = [load_run(d) for d in find_run_dirs(paths)]
+    notes: list[str] = []
+    groups: dict[tuple, list[RunRecord]] = {}
+    for record in records:
+        groups.setdefault(_config_key(record.config), []).append(record)
+    _merge_unknown_device(groups)
+    rows = []
+    for runs in groups.values():
+        kept, dropped = _one_run_per_seed(runs)
+        for old, new in dropped:
+            notes.append(f"seed {old.seed} of {_plain(old.config)} ran twice: kept {new.path}, "
+                         f"left out {old.path} ({old.status})")
+        rows.append(Row(config=runs[0].config, runs=sorted(kept, key=lambda r: (r.seed is None, r.seed or 0))))
+    rows.sort(key=lambda row: _row_order(row.config))
+    common = _label_rows(rows)
+    by_key = {_config_key(row.config): row for row in rows}
+    for row in rows:
+        baseline = by_key.get(_config_key({**row.config, "pool": BASELINE_POOL}))
+        row.has_baseline = baseline is not None and baseline is not row and bool(baseline.done)
+        _fill_stats(row, baseline if row.has_baseline else None)
+    complete_rows = [row for row in rows if row.done]
+    _mark_best(complete_rows)
+    _mark_pareto(complete_rows)
+    failed = [run for row in rows for run in row.runs if not run.complete]
+    if complete_rows and not any(row.config.get("pool") == BASELINE_POOL for row in complete_rows):
+        notes.append(f"no complete pool={BASELINE_POOL} run: differences from the baseline are left out")
+    return Summary([str(Path(p)) for p in paths], rows, failed, notes, common)
+
+
+def _merge_unknown_device(groups: dict[tuple, list[RunRecord]]) -> None:
+    """A job killed before writing metrics.json has no device: it joins its finished siblings."""
+    for key in [k for k, runs in groups.items() if "device" not in runs[0].config]:
+        siblings = [k for k, runs in groups.items()
+                    if "device" in runs[0].config
+                    and _config_key({c: v for c, v in runs[0].config.items() if c != "device"}) == key]
+        if len(siblings) == 1:
+            groups[siblings[0]].extend(groups.pop(key))
+
+
+def _config_key(config: dict) -> tuple:
+    return tuple(sorted(config.items()))
+
+
+def _one_run_per_seed(runs: list[RunRecord]):
+    """A seed that ran twice (a rerun, or two sweeps compared) counts once: the newest complete run."""
+    by_seed: dict = {}
+    dropped = []
+    for run in sorted(runs, key=lambda r: (r.complete, r.mtime)):
+        if run.seed is None:
+            by_seed[("path", run.path)] = run
+            continue
+        if run.seed in by_seed:
+            dropped.append((by_seed[run.seed], run))
+        by_seed[run.seed] = run
+    return list(by_seed.values()), dropped
+
+
+def _row_order(config: dict) -> tuple:
+    pool = config.get("pool", "")
+    rank = POOL_ORDER.index(pool) if pool in POOL_ORDER else len(POOL_ORDER)
+    rest = sorted((k, v) for k, v in config.items() if k != "pool")
+    return (rest, rank, pool)
+
+
+def _plain(config: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in config.items())
+
+
+def _label_rows(rows: list[Row]) -> dict[str, str]:
+    """Label each row by what differs between rows; what all share becomes the caption."""
+    keys = list(dict.fromkeys(k for row in rows for k in row.config))
+    common = {}
+    for key in keys:
+        values = {row.config.get(key) for row in rows}
+        if len(values) == 1 and key != "pool":
+            common[key] = values.pop()
+    for row in rows:
+        row.label = _plain({k: v for k, v in row.config.items() if k not in common}) or _plain(row.config)
+    return common
+
+
+def _fill_stats(row: Row, baseline: Row | None) -> None:
+    for metric in METRICS:
+        values = [v for v in (_value(r.metrics, metric.path) for r in row.done) if v is not None]
+        if not values:
+            continue
+        est = estimate(values)
+        entry = {"mean": est.mean, "std": est.std, "ci95": est.ci95, "n": est.n, "values": values}
+        if baseline is not None:
+            base = [v for v in (_value(r.metrics, metric.path) for r in baseline.done) if v is not None]
+            if base:
+                base_mean = estimate(base).mean
+                p = welch_p_value(values, base)
+                entry.update(diff=est.mean - base_mean,
+                             diff_relative=(est.mean - base_mean) / base_mean if base_mean else None,
+                             p_value=p, significant=p is not None and p < SIGNIFICANCE)
+        row.stats[metric.key] = entry
+    shifts: dict[str, list[float]] = {}
+    for run in row.done:
+        for d, acc in (run.metrics.get("invariance", {}).get("shift_accuracy") or {}).items():
+            if acc is not None:
+                shifts.setdefault(str(d), []).append(float(acc))
+    for d in sorted(shifts, key=int):
+        est: Estimate = estimate(shifts[d])
+        row.shift_accuracy[d] = {"mean": est.mean, "ci95": est.ci95, "n": est.n}
+
+
+def _mean(row: Row, key: str):
+    return row.stats.get(key, {}).get("mean")
+
+
+def _mark_best(rows: list[Row]) -> None:
+    for metric in METRICS:
+        means = [m for m in (_mean(row, metric.key) for row in rows) if m is not None]
+        if not means:
+            continue
+        best = max(means) if metric.higher_is_better else min(means)
+        for row in rows:
+            if _mean(row, metric.key) == best:
+                row.best.append(metric.key)
+
+
+def _mark_pareto(rows: list[Row]) -> None:
+    points = {id(row): [_mean(row, k) for k in PARETO_METRICS] for row in rows}
+    candidates = [row for row in rows if None not in points[id(row)]]
+    for row in candidates:
+        mine = points[id(row)]
+        row.pareto = not any(
+            all(o >= m for o, m in zip(points[id(other)], mine)) and any(o > m for o, m in zip(points[id(other)], mine))
+            for other in candidates if other is not row)
+
+
+# ---------------------------------------------------------------- plain data for summary.json
+
+def to_dict(summary: Summary) -> dict:
+    def run_entry(run: RunRecord) -> dict:
+        return {"dir": str(run.path), "seed": run.seed, "status": run.status, "error": run.error}
+
+    return {
+        "schema": 1,
+        "sources": summary.sources,
+        "baseline": {"pool": BASELINE_POOL, "test": "Welch's t-test, two-sided", "alpha": SIGNIFICANCE},
+        "confidence_interval": "95%, Student's t over seeds (half-width)",
+        "metrics": [{"key": m.key, "label": m.label, "higher_is_better": m.higher_is_better} for m in METRICS],
+        "pareto_metrics": list(PARETO_METRICS),
+        "common": summary.common,
+        "rows": [{"label": row.label, "configuration": row.config, "n": row.n,
+                  "seeds": [r.seed for r in row.done], "failed": len(row.runs) - row.n,
+                  "metrics": row.stats, "shift_accuracy": row.shift_accuracy,
+                  "best": row.best, "pareto": row.pareto, "runs": [run_entry(r) for r in row.runs]}
+                 for row in summary.rows],
+        "failed": [{"label": _failed_label(summary, run), **run_entry(run)} for run in summary.failed],
+        "notes": summary.notes,
+    }
+
+
+def _failed_label(summary: Summary, run: RunRecord) -> str:
+    for row in summary.rows:
+        if run in row.runs:
+            return f"{row.label} seed={run.seed}"
+    return str(run.path)

@@ -1,0 +1,192 @@
+"""The comparison a sweep ends with: one rich table, and summary.csv/.md/.json beside the runs.
+
+Every view shows the same numbers: per configuration the mean +- 95% CI half-width over seeds
+(n), the difference from pool=max (* when Welch's p < 0.05), the best value per column in bold
+and a star on the accuracy / consistency / inference-throughput Pareto front.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from poolbench.aggregate import BASELINE_POOL, METRICS, PARETO_METRICS, SIGNIFICANCE, Metric, Row, Summary, to_dict
+from poolbench.report import console as default_console
+from poolbench.results import write_json
+
+SUMMARY_FILES = ("summary.csv", "summary.md", "summary.json")
+PARETO_MARK = "★"
+
+
+def _si(value: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.2f}{unit}"
+    return f"{value:.0f}"
+
+
+def _number(metric: Metric, value: float) -> str:
+    if metric.kind == "fraction":
+        return f"{100 * value:.2f}"
+    if metric.kind == "rate":
+        return f"{value:,.0f}"
+    return _si(value)
+
+
+def mean_text(metric: Metric, entry: dict) -> str:
+    text = _number(metric, entry["mean"])
+    if entry.get("ci95"):  # None for n = 1; 0 for seed-independent values such as params
+        text += f" ± {_number(metric, entry['ci95'])}"
+    return text
+
+
+def diff_text(row: Row, metric: Metric, entry: dict) -> str:
+    """vs max: percentage points for fractions, relative change for rates and counts."""
+    if row.config.get("pool") == BASELINE_POOL:
+        return "baseline"
+    if "diff" not in entry:
+        return ""
+    if metric.kind == "fraction":
+        text = f"{100 * entry['diff']:+.2f} pts"
+    elif entry.get("diff_relative") is not None:
+        text = f"{100 * entry['diff_relative']:+.1f}%"
+    else:
+        text = f"{entry['diff']:+g}"
+    return text + ("*" if entry.get("significant") else "")
+
+
+def header(metric: Metric) -> str:
+    return f"{metric.label} %" if metric.kind == "fraction" else metric.label
+
+
+def n_text(row: Row) -> str:
+    failed = len(row.runs) - row.n
+    return f"{row.n}" + (f" +{failed} failed" if failed else "")
+
+
+def caption(summary: Summary) -> str:
+    shared = " ".join(f"{k}={v}" for k, v in summary.common.items())
+    return (f"{shared + '; ' if shared else ''}mean ± 95% CI over seeds (n); second line: difference from "
+            f"pool={BASELINE_POOL} with the rest of the configuration equal (pts for %, relative otherwise; "
+            f"* Welch's t-test p < {SIGNIFICANCE}); bold = best in its column; {PARETO_MARK} = Pareto front of "
+            f"{' / '.join(PARETO_METRICS)}")
+
+
+def rich_table(summary: Summary, title: str = "comparison") -> Table:
+    table = Table(title=title, caption=caption(summary), show_lines=True)
+    table.add_column("configuration")
+    table.add_column("n", justify="right")
+    for metric in METRICS:
+        table.add_column(header(metric), justify="right")
+    table.add_column(PARETO_MARK, justify="center")
+    for row in summary.rows:
+        cells = []
+        for metric in METRICS:
+            entry = row.stats.get(metric.key)
+            if entry is None:
+                cells.append("[red]failed[/]" if not row.n else "n/a")
+                continue
+            style = "bold green" if metric.key in row.best else ""
+            text = mean_text(metric, entry)
+            text = f"[{style}]{text}[/]" if style else text
+            diff = diff_text(row, metric, entry)
+            cells.append(text + (f"\n[dim]{diff}[/]" if diff else ""))
+        n_cell = n_text(row) if row.n == len(row.runs) else f"[red]{n_text(row)}[/]"
+        table.add_row(row.label, n_cell, *cells, PARETO_MARK if row.pareto else "")
+    return table
+
+
+def failed_table(summary: Summary) -> Table:
+    table = Table(title="jobs that did not complete (rerun the same sweep to retry only these)")
+    for column in ("configuration", "seed", "status", "error", "directory"):
+        table.add_column(column, overflow="fold")
+    for item in to_dict(summary)["failed"]:
+        table.add_row(item["label"], str(item["seed"]), f"[red]{item['status']}[/]", item["error"] or "", item["dir"])
+    return table
+
+
+def markdown(summary: Summary, title: str = "comparison") -> str:
+    headers = ["configuration", "n", *(header(m) for m in METRICS), "Pareto"]
+    lines = [f"# {title}", "", caption(summary) + ".", "",
+             "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for row in summary.rows:
+        cells = [row.label, n_text(row)]
+        for metric in METRICS:
+            entry = row.stats.get(metric.key)
+            if entry is None:
+                cells.append("failed" if not row.n else "n/a")
+                continue
+            text = mean_text(metric, entry)
+            text = f"**{text}**" if metric.key in row.best else text
+            diff = diff_text(row, metric, entry)
+            cells.append(text + (f" ({diff})" if diff else ""))
+        cells.append(PARETO_MARK if row.pareto else "")
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    failed = to_dict(summary)["failed"]
+    if failed:
+        lines += ["", "## Jobs that did not complete", "", "| configuration | seed | status | error | directory |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {f['label']} | {f['seed']} | {f['status']} | {(f['error'] or '').replace('|', '/')} | {f['dir']} |"
+                  for f in failed]
+    if summary.notes:
+        lines += ["", "## Notes", ""] + [f"- {note}" for note in summary.notes]
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(summary: Summary) -> str:
+    """One line per configuration, then one per job that did not complete (status, error)."""
+    keys = list(dict.fromkeys(k for row in summary.rows for k in row.config))
+    fields = ["label", *keys, "status", "n", "failed", "seeds"]
+    for metric in METRICS:
+        fields += [f"{metric.key}_{part}" for part in ("mean", "ci95", "std", "diff", "p_value", "significant", "best")]
+    fields += ["pareto", "error", "dir"]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for row in summary.rows:
+        line = {"label": row.label, **row.config, "status": "complete" if row.n else "failed", "n": row.n,
+                "failed": len(row.runs) - row.n, "seeds": " ".join(str(r.seed) for r in row.done),
+                "pareto": row.pareto}
+        for metric in METRICS:
+            entry = row.stats.get(metric.key, {})
+            for part in ("mean", "ci95", "std", "diff", "p_value", "significant"):
+                line[f"{metric.key}_{part}"] = entry.get(part, "")
+            line[f"{metric.key}_best"] = metric.key in row.best
+        writer.writerow({k: ("" if v is None else v) for k, v in line.items()})
+    for item in to_dict(summary)["failed"]:
+        writer.writerow({"label": item["label"], "status": item["status"], "seeds": item["seed"],
+                         "error": item["error"], "dir": item["dir"]})
+    return out.getvalue()
+
+
+def write_summary_files(summary: Summary, out_dir: Path, title: str = "comparison") -> list[Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / name for name in SUMMARY_FILES]
+    paths[0].write_text(csv_text(summary))
+    paths[1].write_text(markdown(summary, title))
+    write_json(paths[2], to_dict(summary))
+    return paths
+
+
+def publish(summary: Summary, out_dir: Path, title: str = "comparison", out: Console = default_console) -> list[Path]:
+    """Print the table (and any failed jobs), write the summary files and plots, print their paths."""
+    from poolbench.plots import write_plots  # matplotlib loads only here
+
+    out.print(rich_table(summary, title))
+    if summary.failed:
+        out.print(failed_table(summary))
+    for note in summary.notes:
+        out.print(f"[yellow]note:[/] {note}", soft_wrap=True)
+    paths = write_summary_files(summary, out_dir, title)
+    try:
+        paths += write_plots(summary, out_dir)
+    except ImportError:
+        out.print("[yellow]note:[/] plots need matplotlib: pip install 'poolbench[sweep]'", soft_wrap=True)
+    for path in paths:
+        out.print(f"wrote [bold]{path}[/]", soft_wrap=True)
+    return paths
