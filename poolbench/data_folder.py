@@ -42,8 +42,10 @@ class FolderImages:
     decode_seconds: float | None  # None when read from the cache
 
 
-def load_image_folder(source: Path, cache_dir: Path, image_size: int, channels: int) -> FolderImages:
-    """The dataset at `source` (folder or archive) as tensors, from the cache when it is current."""
+def load_image_folder(source: Path, cache_dir: Path, image_size: int, channels: int,
+                      refresh: bool = False) -> FolderImages:
+    """The dataset at `source` (folder or archive) as tensors, from the cache when it is current
+    (`refresh`: decode every image again and rewrite the cache)."""
     source = Path(source).expanduser()
     if not source.exists():
         raise UsageError(f"{source} does not exist: point data.root (or data.source) at a folder or archive; "
@@ -51,7 +53,7 @@ def load_image_folder(source: Path, cache_dir: Path, image_size: int, channels: 
     if channels not in _PIL_MODES:
         raise UsageError(f"data.channels must be 1, 3 or 4 for image folders, got {channels}.")
     cache = Path(cache_dir).expanduser() / f"cache-{cache_key(source, image_size, channels)}.pt"
-    cached = _read_cache(cache, image_size, channels)
+    cached = None if refresh else _read_cache(cache, image_size, channels)
     if cached is not None:
         return cached
     started = time.perf_counter()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +21,7 @@ import torch.nn.functional as F
 from poolbench.data import TensorData
 from poolbench.errors import RunError, UsageError
 from poolbench.evaluate import predict
-from poolbench.results import load_checkpoint, save_checkpoint
+from poolbench.results import save_checkpoint
 from poolbench.shifts import Normalizer, random_flip, random_shift
 
 LOSS_READ_EVERY = 25  # steps between host reads of the running loss (progress display)
@@ -58,76 +60,195 @@ class TrainState:
     history: list = field(default_factory=list)
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped training between two steps; a checkpoint was saved."""
+
+    def __init__(self, state: TrainState):
+        super().__init__("training interrupted")
+        self.state = state
+
+
+class StopRequest:
+    """Set by a signal handler; the loop checks it after each step, so it stops cleanly."""
+
+    def __init__(self):
+        self.requested = False
+        self.armed = False  # True while training can stop at the next step boundary
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """SIGINT/SIGTERM: during training, finish the step, checkpoint and stop; a second
+    signal, or one outside training, interrupts at once (KeyboardInterrupt)."""
+    stop = StopRequest()
+
+    def handler(signum, frame):
+        if stop.armed and not stop.requested:
+            stop.requested = True
+            return
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
+        yield stop
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def train(cfg, model: torch.nn.Module, data: TensorData, device: torch.device,
-          checkpoint_path: Path, progress=None, state: TrainState | None = None) -> TrainState:
-    """Train `model` for cfg.train.epochs, saving a checkpoint after every epoch."""
+          checkpoint_path: Path, progress=None, resume: dict | None = None,
+          stop: StopRequest | None = None) -> TrainState:
+    """Train `model` for cfg.train.epochs, saving a checkpoint after every epoch.
+
+    `resume` is a checkpoint from `load_checkpoint`: training goes on from its exact step, with
+    the same random streams, so the result is bit-identical to an uninterrupted run on CPU.
+    `stop.requested` (set by a signal) ends training after the current step with a checkpoint
+    and TrainingInterrupted.
+    """
     tc = cfg.train
-    state = state or TrainState()
+    state = TrainState()
     normalize = Normalizer(cfg.data.mean, cfg.data.std, device, tc.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=tc.lr, momentum=tc.momentum,
                                 nesterov=tc.momentum > 0, weight_decay=tc.weight_decay)
     generator = torch.Generator(device=device).manual_seed(int(cfg.seed))
-    if state.epoch > 0:
-        _restore(checkpoint_path, model, optimizer, generator)
 
     n = data.train_x.shape[0]
     batch_size = min(int(tc.batch_size), n)
     steps_per_epoch = n // batch_size
     total_steps = steps_per_epoch * int(tc.epochs)
     autocast = autocast_for(device, tc.amp)
+    first_step, perm, loss_sum = 0, None, None
+    if resume is not None:
+        state = TrainState(int(resume["epoch"]), float(resume["train_seconds"]), list(resume["history"]))
+        first_step, perm, loss_sum = _restore(resume, model, optimizer, generator, device, steps_per_epoch)
+    stop = stop or StopRequest()
 
-    for epoch in range(state.epoch, int(tc.epochs)):
-        model.train()
-        started = time.perf_counter()
-        perm = torch.randperm(n, generator=generator, device=device)
-        loss_sum = torch.zeros((), device=device)
-        if progress is not None:
-            progress.start_epoch(epoch + 1, int(tc.epochs), steps_per_epoch)
-        for step in range(steps_per_epoch):
-            lr = one_cycle_lr(epoch * steps_per_epoch + step, total_steps, tc.lr, tc.warmup_fraction)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            idx = perm[step * batch_size:(step + 1) * batch_size]
-            images = data.train_x[idx]
-            if tc.augment.shift:
-                images = random_shift(images, int(tc.augment.shift), generator)
-            if tc.augment.flip:
-                images = random_flip(images, generator)
-            with autocast:
-                loss = F.cross_entropy(model(normalize(images)), data.train_y[idx],
-                                       label_smoothing=tc.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach()
-            if progress is not None and ((step + 1) % LOSS_READ_EVERY == 0 or step + 1 == steps_per_epoch):
-                elapsed = time.perf_counter() - started
-                progress.update(step + 1, (loss_sum / (step + 1)).item(), (step + 1) * batch_size / elapsed)
-        epoch_loss = (loss_sum / steps_per_epoch).item()
-        state.train_seconds += time.perf_counter() - started
-        if not math.isfinite(epoch_loss):
-            raise RunError(f"Training diverged in epoch {epoch + 1} (loss is {epoch_loss}): lower train.lr.")
-        test_accuracy = accuracy(model, data.test_x, data.test_y, normalize, cfg.eval.batch_size, device, tc.amp)
-        state.epoch = epoch + 1
-        state.history.append({"epoch": epoch + 1, "train_loss": round(epoch_loss, 6),
-                              "test_accuracy": test_accuracy, "seconds": round(state.train_seconds, 3)})
-        if progress is not None:
-            progress.end_epoch(epoch_loss, test_accuracy)
+    def checkpoint(step: int, perm=None, loss_sum=None) -> None:
         save_checkpoint(checkpoint_path, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "generator": generator.get_state(), "epoch": state.epoch,
+            "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+            "epoch": state.epoch, "step": step, "perm": perm, "loss_sum": loss_sum,
+            "steps_per_epoch": steps_per_epoch,
             "train_seconds": state.train_seconds, "history": state.history,
         })
+
+    stop.armed = True
+    try:
+        for epoch in range(state.epoch, int(tc.epochs)):
+            model.train()
+            started = time.perf_counter()
+            if first_step == 0:
+                perm = torch.randperm(n, generator=generator, device=device)
+                loss_sum = torch.zeros((), device=device)
+            if progress is not None:
+                progress.start_epoch(epoch + 1, int(tc.epochs), steps_per_epoch)
+            for step in range(first_step, steps_per_epoch):
+                lr = one_cycle_lr(epoch * steps_per_epoch + step, total_steps, tc.lr, tc.warmup_fraction)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                idx = perm[step * batch_size:(step + 1) * batch_size]
+                images = data.train_x[idx]
+                if tc.augment.shift:
+                    images = random_shift(images, int(tc.augment.shift), generator)
+                if tc.augment.flip:
+                    images = random_flip(images, generator)
+                with autocast:
+                    loss = F.cross_entropy(model(normalize(images)), data.train_y[idx],
+                                           label_smoothing=tc.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss.detach()
+                if (step + 1) % LOSS_READ_EVERY == 0 or step + 1 == steps_per_epoch:
+                    running = (loss_sum / (step + 1)).item()  # one host read per LOSS_READ_EVERY steps
+                    if not math.isfinite(running):
+                        raise RunError(f"Training diverged in epoch {epoch + 1} by step {step + 1} "
+                                       f"(loss is {running}): lower train.lr (now {tc.lr}).")
+                    if progress is not None:
+                        progress.update(step + 1, running, (step + 1 - first_step) * batch_size
+                                        / (time.perf_counter() - started))
+                if stop.requested and step + 1 < steps_per_epoch:
+                    state.train_seconds += time.perf_counter() - started
+                    checkpoint(step + 1, perm, loss_sum)
+                    raise TrainingInterrupted(state)
+            first_step = 0
+            epoch_loss = (loss_sum / steps_per_epoch).item()
+            state.train_seconds += time.perf_counter() - started
+            test_accuracy = accuracy(model, data.test_x, data.test_y, normalize, cfg.eval.batch_size, device, tc.amp)
+            state.epoch = epoch + 1
+            state.history.append({"epoch": epoch + 1, "train_loss": round(epoch_loss, 6),
+                                  "test_accuracy": test_accuracy, "seconds": round(state.train_seconds, 3)})
+            if progress is not None:
+                progress.end_epoch(epoch_loss, test_accuracy)
+            checkpoint(0)
+            if stop.requested and state.epoch < int(tc.epochs):
+                raise TrainingInterrupted(state)
+    finally:
+        stop.armed = False
     return state
 
 
-def _restore(path: Path, model, optimizer, generator) -> None:
-    ckpt = load_checkpoint(path)
+def _restore(ckpt: dict, model, optimizer, generator, device, steps_per_epoch: int):
+    """Put model, optimizer and every random stream back; returns (step, perm, loss_sum)."""
+    saved_steps = ckpt.get("steps_per_epoch", steps_per_epoch)
+    if int(ckpt.get("step", 0)) and saved_steps != steps_per_epoch:
+        raise UsageError("The checkpoint stopped mid-epoch with a different batch size or dataset size: "
+                         "resume with the run's own settings.")
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     generator.set_state(ckpt["generator"])
+    if "torch_rng" in ckpt:
+        torch.set_rng_state(ckpt["torch_rng"])
+    if device.type == "cuda" and ckpt.get("cuda_rng"):
+        torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+    step = int(ckpt.get("step", 0))
+    if step == 0:
+        return 0, None, None
+    return step, ckpt["perm"].to(device), ckpt["loss_sum"].to(device)
 
 
 def accuracy(model, images, labels, normalize, batch_size, device, amp) -> float:
     preds = predict(model, images, normalize, batch_size, autocast_for(device, amp))
     return (preds == labels).sum().item() / max(1, labels.numel())
+
+
+# Keys that may change when a run is resumed: where data lives, machine settings, evaluation.
+RESUME_MAY_DIFFER = ("train.resume", "threads", "device", "eval.", "data.root", "data.source",
+                     "data.download", "data.cache")
+
+
+def load_resume(cfg) -> dict:
+    """The checkpoint of the run named by train.resume, after checking it trained the same thing."""
+    from omegaconf import OmegaConf
+
+    from poolbench.config import load_run_config
+    from poolbench.results import CHECKPOINT_FILE, load_checkpoint
+
+    run_dir = Path(str(cfg.train.resume)).expanduser()
+    saved = load_run_config(run_dir)
+
+    def flat(node) -> dict:
+        return _flatten(OmegaConf.to_container(node, resolve=True))
+
+    now, then = flat(cfg), flat(saved)
+    differ = sorted(key for key in set(now) | set(then)
+                    if now.get(key) != then.get(key) and not key.startswith(RESUME_MAY_DIFFER))
+    if differ:
+        shown = ", ".join(f"{k}={now.get(k)} (run has {then.get(k)})" for k in differ[:4])
+        raise UsageError(f"train.resume={run_dir} continues that run, but these settings differ: {shown}; "
+                         "pass the run's own overrides (see its .hydra/overrides.yaml).")
+    return load_checkpoint(run_dir / CHECKPOINT_FILE)
+
+
+def _flatten(tree, prefix: str = "") -> dict:
+    if isinstance(tree, dict):
+        out = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: tree}
