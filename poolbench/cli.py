@@ -99,6 +99,8 @@ def run(ctx: typer.Context,
         _hydra_main(overrides, multirun)
     except PoolbenchError as err:
         _fail(err)
+    except KeyboardInterrupt:  # Ctrl-C / SIGTERM: metrics.json says "interrupted", a checkpoint is kept
+        raise typer.Exit(130) from None
 
 
 @app.command(context_settings=PASS_THROUGH)
@@ -169,6 +171,50 @@ def list_():
         table.add_row(name, spec.description, spec.size_rule, spec.reference)
     console.print(table)
     console.print("datasets (data=NAME): " + ", ".join(group_options("data")))
+
+
+data_app = typer.Typer(no_args_is_help=True, help="Datasets: fetch, check checksums, show what is where.")
+app.add_typer(data_app, name="data")
+DATASET_ARG = typer.Argument(None, help="mnist, cifar10, shapes or imagefolder (default: mnist and cifar10).")
+
+
+def _data_command(action, dataset: Optional[str], ctx: typer.Context, debug: bool) -> None:
+    _state["debug"] = _state["debug"] or debug
+    from poolbench.report import console
+
+    try:
+        result = action(dataset, list(ctx.args))
+    except (PoolbenchError, Exception) as err:
+        _fail(err)
+    for item in result if isinstance(result, list) else [result]:
+        console.print(item, soft_wrap=True)
+
+
+@data_app.command("download", context_settings=PASS_THROUGH)
+def data_download(ctx: typer.Context, dataset: Optional[str] = DATASET_ARG,
+                  debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")):
+    """Fetch DATASET through its source chain (overrides such as data.root=... or data.source=... apply)."""
+    from poolbench.datacmd import download
+
+    _data_command(download, dataset, ctx, debug)
+
+
+@data_app.command("verify", context_settings=PASS_THROUGH)
+def data_verify(ctx: typer.Context, dataset: Optional[str] = DATASET_ARG,
+                debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")):
+    """Check DATASET's files against their checksums (image folders: decode every image); exit 1 on a failure."""
+    from poolbench.datacmd import verify
+
+    _data_command(verify, dataset, ctx, debug)
+
+
+@data_app.command("info", context_settings=PASS_THROUGH)
+def data_info(ctx: typer.Context, dataset: Optional[str] = DATASET_ARG,
+              debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")):
+    """Path, size, samples, classes and source of DATASET (default: all), fetching nothing."""
+    from poolbench.datacmd import info
+
+    _data_command(info, dataset, ctx, debug)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -24,7 +24,7 @@ from poolbench.results import (CHECKPOINT_FILE, METRICS_FILE, load_checkpoint, n
                                write_json)
 from poolbench.shifts import Normalizer
 from poolbench.speed import add_mfu, flops_per_image, matmul_flops_per_s, throughput
-from poolbench.train import autocast_for, select_device, train
+from poolbench.train import autocast_for, load_resume, select_device, stop_on_signals, train
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,16 @@ def set_threads(threads) -> None:
 
 
 def run_experiment(cfg, run_dir: Path, overrides: list[str], show_progress: bool = True) -> dict:
-    """Train and evaluate one configuration; metrics.json is written whatever happens."""
+    """Train and evaluate one configuration; metrics.json is written whatever happens.
+
+    Ctrl-C or SIGTERM during training checkpoints after the current step and records
+    "status": "interrupted"; `train.resume=RUN_DIR` goes on from there.
+    """
+    with stop_on_signals() as stop:
+        return _run_experiment(cfg, run_dir, overrides, show_progress, stop)
+
+
+def _run_experiment(cfg, run_dir: Path, overrides: list[str], show_progress: bool, stop) -> dict:
     started = time.perf_counter()
     run_dir = Path(run_dir)
     validate(cfg)
@@ -52,6 +61,9 @@ def run_experiment(cfg, run_dir: Path, overrides: list[str], show_progress: bool
     console.print(config_summary(cfg, device.type))
     log.info("config:\n%s", OmegaConf.to_yaml(cfg))
     try:
+        resume = load_resume(cfg) if cfg.train.get("resume") else None
+        if resume is not None:
+            metrics["run"]["resumed_from"] = str(cfg.train.resume)
         data = load_dataset(cfg.data).to(device)
         log.info("data: %s from %s", data.name, data.source)
         torch.manual_seed(int(cfg.seed))
@@ -59,15 +71,22 @@ def run_experiment(cfg, run_dir: Path, overrides: list[str], show_progress: bool
         if cfg.train.channels_last:
             model = model.to(memory_format=torch.channels_last)
         with TrainProgress() if show_progress else _NoProgress() as progress:
-            state = train(cfg, model, data, device, run_dir / CHECKPOINT_FILE, progress=progress)
+            state = train(cfg, model, data, device, run_dir / CHECKPOINT_FILE, progress=progress,
+                          resume=resume, stop=stop)
         metrics["history"] = state.history
         metrics["time"]["train_s"] = state.train_seconds
         eval_started = time.perf_counter()
         metrics.update(measure(cfg, model, data, device))
         metrics["time"]["eval_s"] = time.perf_counter() - eval_started
         metrics["status"] = "complete"
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         metrics["status"] = "interrupted"
+        if hasattr(err, "state"):  # stopped cleanly between steps: a checkpoint is there to resume
+            metrics["history"] = err.state.history
+            metrics["time"]["train_s"] = err.state.train_seconds
+            metrics["resume_with"] = f"train.resume={run_dir}"
+            console.print(f"interrupted: checkpoint saved; continue with the same overrides and "
+                          f"train.resume={run_dir}", soft_wrap=True)
         raise
     except PoolbenchError as err:
         metrics["status"] = "failed"
