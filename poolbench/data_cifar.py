@@ -85,6 +85,7 @@ def download(root: Path) -> None:
 def unpack_batches(archive: Path, root: Path) -> Path:
     """Unpack an archive holding cifar-10-batches-py/ into root; returns the batches folder."""
     target = root / BATCHES_DIR
+    root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root, prefix=".unpack-") as tmp:
         unpacked = extract(archive, Path(tmp) / "x") / BATCHES_DIR
         if not unpacked.is_dir():

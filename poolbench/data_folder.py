@@ -56,6 +56,9 @@ def load_image_folder(source: Path, cache_dir: Path, image_size: int, channels: 
     cached = None if refresh else _read_cache(cache, image_size, channels)
     if cached is not None:
         return cached
+    from poolbench.report import console
+
+    console.print(f"[dim]decoding {source} once; later runs read {cache}[/]", soft_wrap=True)
     started = time.perf_counter()
     entries = _archive_entries(source) if is_archive(source) else _folder_entries(source)
     splits, classes = _layout(entries, source)
