@@ -35,13 +35,13 @@ class Metric:
 
 
 METRICS = [
-    Metric("accuracy", "accuracy", ("accuracy", "test"), True, "fraction"),
-    Metric("consistency", "consistency", ("invariance", "consistency"), True, "fraction"),
-    Metric("flip_rate_1px", "flip rate 1px", ("invariance", "flip_rate_1px"), False, "fraction"),
-    Metric("infer_images_per_s", "inference img/s", ("throughput", "infer_images_per_s"), True, "rate"),
-    Metric("train_images_per_s", "training img/s", ("throughput", "train_images_per_s"), True, "rate"),
+    Metric("accuracy", "acc", ("accuracy", "test"), True, "fraction"),
+    Metric("consistency", "consist", ("invariance", "consistency"), True, "fraction"),
+    Metric("flip_rate_1px", "flip 1px", ("invariance", "flip_rate_1px"), False, "fraction"),
+    Metric("infer_images_per_s", "infer img/s", ("throughput", "infer_images_per_s"), True, "rate"),
+    Metric("train_images_per_s", "train img/s", ("throughput", "train_images_per_s"), True, "rate"),
     Metric("params", "params", ("model", "params"), False, "count"),
-    Metric("flops_per_image", "FLOPs/image", ("model", "flops_per_image"), False, "count"),
+    Metric("flops_per_image", "FLOPs", ("model", "flops_per_image"), False, "count"),
 ]
 # The trade-off a user picks from: no other row is at least as good on all three and better on one.
 PARETO_METRICS = ("accuracy", "consistency", "infer_images_per_s")
@@ -254,7 +254,8 @@ def _row_order(config: dict) -> tuple:
 
 
 def _plain(config: dict) -> str:
-    return " ".join(f"{k}={v}" for k, v in config.items())
+    """pool=max data=shapes -> "max data=shapes": the operator needs no key."""
+    return " ".join(v if k == "pool" else f"{k}={v}" for k, v in config.items())
 
 
 def _label_rows(rows: list[Row]) -> dict[str, str]:

@@ -11,6 +11,7 @@ import csv
 import io
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -25,7 +26,7 @@ PARETO_MARK = "★"
 def _si(value: float) -> str:
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(value) >= scale:
-            return f"{value / scale:.2f}{unit}"
+            return f"{value / scale:.3g}{unit}"
     return f"{value:.0f}"
 
 
@@ -37,23 +38,24 @@ def _number(metric: Metric, value: float) -> str:
     return _si(value)
 
 
-def mean_text(metric: Metric, entry: dict) -> str:
+def mean_text(metric: Metric, entry: dict, sep: str = " ") -> str:
     text = _number(metric, entry["mean"])
     if entry.get("ci95"):  # None for n = 1; 0 for seed-independent values such as params
-        text += f" ± {_number(metric, entry['ci95'])}"
+        text += f"{sep}±{_number(metric, entry['ci95'])}"
+    elif sep == "\n":
+        text += "\n"  # keeps the difference on the third line of every cell
     return text
 
 
 def diff_text(row: Row, metric: Metric, entry: dict) -> str:
     """vs max: percentage points for fractions, relative change for rates and counts."""
-    if row.config.get("pool") == BASELINE_POOL:
-        return "baseline"
     if "diff" not in entry:
         return ""
     if metric.kind == "fraction":
-        text = f"{100 * entry['diff']:+.2f} pts"
+        text = f"{100 * entry['diff']:+.2f}"
     elif entry.get("diff_relative") is not None:
-        text = f"{100 * entry['diff_relative']:+.1f}%"
+        relative = 100 * entry["diff_relative"]
+        text = f"{relative:+.0f}%" if abs(relative) >= 10 else f"{relative:+.1f}%"
     else:
         text = f"{entry['diff']:+g}"
     return text + ("*" if entry.get("significant") else "")
@@ -63,6 +65,10 @@ def header(metric: Metric) -> str:
     return f"{metric.label} %" if metric.kind == "fraction" else metric.label
 
 
+def row_label(row: Row) -> str:
+    return row.label + (" (baseline)" if row.config.get("pool") == BASELINE_POOL else "")
+
+
 def n_text(row: Row) -> str:
     failed = len(row.runs) - row.n
     return f"{row.n}" + (f" +{failed} failed" if failed else "")
@@ -70,18 +76,21 @@ def n_text(row: Row) -> str:
 
 def caption(summary: Summary) -> str:
     shared = " ".join(f"{k}={v}" for k, v in summary.common.items())
-    return (f"{shared + '; ' if shared else ''}mean ± 95% CI over seeds (n); second line: difference from "
-            f"pool={BASELINE_POOL} with the rest of the configuration equal (pts for %, relative otherwise; "
-            f"* Welch's t-test p < {SIGNIFICANCE}); bold = best in its column; {PARETO_MARK} = Pareto front of "
-            f"{' / '.join(PARETO_METRICS)}")
+    pareto = " / ".join(m.label for m in METRICS if m.key in PARETO_METRICS)
+    return (f"{shared + '; ' if shared else ''}mean±95% CI over n seeds; then the difference from the "
+            f"pool={BASELINE_POOL} row with the rest of the configuration equal (percentage points for %, "
+            f"relative change otherwise; * = Welch's t-test p < {SIGNIFICANCE}); bold = best in its column; "
+            f"{PARETO_MARK} = on the Pareto front of {pareto}")
 
 
 def rich_table(summary: Summary, title: str = "comparison") -> Table:
-    table = Table(title=title, caption=caption(summary), show_lines=True)
-    table.add_column("configuration")
-    table.add_column("n", justify="right")
+    """Narrow cells (mean, ±CI and difference on three lines) so 80 columns fit six operators."""
+    table = Table(title=title, caption=caption(summary), show_lines=True, box=box.SIMPLE_HEAD,
+                  caption_justify="left", collapse_padding=True, pad_edge=False)
+    table.add_column("config", no_wrap=True, min_width=max([len(r.label) for r in summary.rows] + [8]))
     for metric in METRICS:
-        table.add_column(header(metric), justify="right")
+        words = header(metric).split()
+        table.add_column("\n".join(words), justify="right", min_width=max(len(w) for w in words))
     table.add_column(PARETO_MARK, justify="center")
     for row in summary.rows:
         cells = []
@@ -91,12 +100,14 @@ def rich_table(summary: Summary, title: str = "comparison") -> Table:
                 cells.append("[red]failed[/]" if not row.n else "n/a")
                 continue
             style = "bold green" if metric.key in row.best else ""
-            text = mean_text(metric, entry)
+            text = mean_text(metric, entry, sep="\n")
             text = f"[{style}]{text}[/]" if style else text
             diff = diff_text(row, metric, entry)
             cells.append(text + (f"\n[dim]{diff}[/]" if diff else ""))
-        n_cell = n_text(row) if row.n == len(row.runs) else f"[red]{n_text(row)}[/]"
-        table.add_row(row.label, n_cell, *cells, PARETO_MARK if row.pareto else "")
+        failed = len(row.runs) - row.n
+        n_cell = f"n={row.n}" + (f"\n[red]{failed} failed[/]" if failed else "")
+        name = row.label + ("\n[dim]baseline[/]" if row.config.get("pool") == BASELINE_POOL else "")
+        table.add_row(f"{name}\n{n_cell}", *cells, PARETO_MARK if row.pareto else "")
     return table
 
 
@@ -114,7 +125,7 @@ def markdown(summary: Summary, title: str = "comparison") -> str:
     lines = [f"# {title}", "", caption(summary) + ".", "",
              "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for row in summary.rows:
-        cells = [row.label, n_text(row)]
+        cells = [row_label(row), n_text(row)]
         for metric in METRICS:
             entry = row.stats.get(metric.key)
             if entry is None:
