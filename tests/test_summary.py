@@ -33,7 +33,7 @@ def test_rich_table_fits_80_columns_and_shows_failures(tmp_path):
     publish(summary, tmp_path / "out", title="t", out=out)
     text = out.export_text()
     assert "…" not in text.split("wrote")[0].split("mean±95% CI")[0]  # no cell was cut short
-    assert "n=2 +1 failed" in text and "Training diverged in epoch 1" in text
+    assert "1 failed" in text and "Training diverged in epoch 1" in text
     for name in (*SUMMARY_FILES, "accuracy_vs_consistency.png", "shift_accuracy.png", "throughput.png"):
         assert f"wrote {tmp_path / 'out' / name}" in text.replace("\n", "")
     assert rich_table(summary).row_count == 3 and "baseline" in markdown(summary) + text
