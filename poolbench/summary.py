@@ -111,13 +111,10 @@ def rich_table(summary: Summary, title: str = "comparison") -> Table:
     return table
 
 
-def failed_table(summary: Summary) -> Table:
-    table = Table(title="jobs that did not complete (rerun the same sweep to retry only these)")
-    for column in ("configuration", "seed", "status", "error", "directory"):
-        table.add_column(column, overflow="fold")
-    for item in to_dict(summary)["failed"]:
-        table.add_row(item["label"], str(item["seed"]), f"[red]{item['status']}[/]", item["error"] or "", item["dir"])
-    return table
+def failed_lines(summary: Summary) -> list[str]:
+    """One line per job that did not complete: what it was, its error's first line, where it is."""
+    return [f"[red]{item['status']}[/] {item['label']}: {item['error']} [dim]({item['dir']})[/]"
+            for item in to_dict(summary)["failed"]]
 
 
 def markdown(summary: Summary, title: str = "comparison") -> str:
@@ -190,7 +187,9 @@ def publish(summary: Summary, out_dir: Path, title: str = "comparison", out: Con
 
     out.print(rich_table(summary, title))
     if summary.failed:
-        out.print(failed_table(summary))
+        out.print("jobs that did not complete (rerun the same sweep into the same directory to retry only these):")
+        for line in failed_lines(summary):
+            out.print(line, soft_wrap=True)
     for note in summary.notes:
         out.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     paths = write_summary_files(summary, out_dir, title)
