@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, OverrideParseException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from poolbench.errors import UsageError
@@ -84,9 +84,21 @@ def validate(cfg: DictConfig) -> None:
 
     try:
         _check_values(cfg, POOLS)
+        _check_model_builds(cfg)
     except (TypeError, ValueError, OmegaConfBaseException) as err:
         raise UsageError(f"A config value has the wrong type ({_first_line(err)}): "
                          "numbers must be numbers, e.g. train.epochs=3.") from None
+
+
+def _check_model_builds(cfg: DictConfig) -> None:
+    """Operator options out of range and a model too deep for the images fail here, before any
+    run directory exists (the model is tiny; building it costs milliseconds)."""
+    from poolbench.model import build_model
+
+    probe = cfg.copy()
+    with open_dict(probe):
+        probe.data.num_classes = probe.data.get("num_classes") or 2  # imagefolder: known after loading
+    build_model(probe)
 
 
 def _check_values(cfg: DictConfig, POOLS) -> None:
