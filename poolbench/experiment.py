@@ -85,8 +85,9 @@ def _run_experiment(cfg, run_dir: Path, overrides: list[str], show_progress: boo
             metrics["history"] = err.state.history
             metrics["time"]["train_s"] = err.state.train_seconds
             metrics["resume_with"] = f"train.resume={run_dir}"
-            console.print(f"interrupted: checkpoint saved; continue with the same overrides and "
-                          f"train.resume={run_dir}", soft_wrap=True)
+            again = [o for o in overrides if not o.startswith("train.resume=")] + [f"train.resume={run_dir}"]
+            console.print(f"interrupted: checkpoint saved; continue with: poolbench run {' '.join(again)}",
+                          soft_wrap=True)
         raise
     except PoolbenchError as err:
         metrics["status"] = "failed"

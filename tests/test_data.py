@@ -268,3 +268,48 @@ def test_truncated_mnist_file_is_corrupted(tmp_path):
         handle.truncate(5000)
     with pytest.raises(UsageError, match="t10k-labels-idx1-ubyte is corrupted"):
         mnist_files_ok(tmp_path)
+
+
+# ---------------------------------------------------------------- poolbench data download|verify|info
+
+def test_data_info_shows_path_size_samples_classes_and_source(tmp_path):
+    from rich.console import Console
+
+    from poolbench import datacmd
+
+    make_image_folder(tmp_path / "set")
+    overrides = [f"data.root={tmp_path / 'set'}", f"data.cache={tmp_path / 'c'}", "data.image_size=8",
+                 "eval.max_shift=2"]
+    console = Console(width=300, record=True)
+    for table in datacmd.info("imagefolder", overrides):
+        console.print(table)
+    text = console.export_text()
+    assert str(tmp_path / "set") in text and "6 train, 4 test, (3, 8, 8) uint8" in text
+    assert "2: cat, dog" in text and "decoded in" in text and "KB" in text
+
+
+def test_data_verify_finds_a_bad_md5_and_an_unreadable_image(tmp_path):
+    from poolbench import datacmd
+    from poolbench.errors import RunError
+
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in MNIST_MD5:
+        (raw / name).write_bytes(b"wrong")
+    with pytest.raises(RunError, match="4 check\\(s\\) failed"):
+        datacmd.verify("mnist", [f"data.root={tmp_path}"])
+    make_image_folder(tmp_path / "set")
+    overrides = [f"data.root={tmp_path / 'set'}", f"data.cache={tmp_path / 'c'}", "data.image_size=8",
+                 "eval.max_shift=2"]
+    assert datacmd.verify("imagefolder", overrides).row_count == 1
+    (tmp_path / "set" / "test" / "cat" / "000.png").write_bytes(b"junk")  # cache still holds the old image
+    with pytest.raises(RunError, match="1 check\\(s\\) failed"):
+        datacmd.verify("imagefolder", overrides)
+
+
+def test_data_download_runs_the_source_chain(tmp_path, monkeypatch):
+    from poolbench import datacmd
+
+    fake_batches(tmp_path / "root" / "cifar-10-batches-py", monkeypatch)
+    lines = datacmd.download("cifar10", [f"data.root={tmp_path / 'root'}"])
+    assert lines[0].startswith("cifar10: 20 train + 4 test images from ")
