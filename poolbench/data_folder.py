@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -184,6 +185,12 @@ _PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}  # channels -> PIL mode; torchvision'
 
 def decode_images(blobs: list, names: list[str], image_size: int, channels: int) -> torch.Tensor:
     """Decode images (bytes, or paths read here) to (N, C, S, S) uint8, resizing where needed."""
+    with warnings.catch_warnings():  # torchvision 0.29 marks its decoders deprecated (torchcodec); they work
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return _decode_images(blobs, names, image_size, channels)
+
+
+def _decode_images(blobs: list, names: list[str], image_size: int, channels: int) -> torch.Tensor:
     from torchvision.io import decode_jpeg
 
     mode = _read_modes()[channels]

@@ -57,6 +57,9 @@ from torchvision.io import encode_jpeg, encode_png  # noqa: E402
 from poolbench import data_cifar  # noqa: E402
 from poolbench.data_folder import load_image_folder  # noqa: E402
 
+# The tests write their images with torchvision's encoders, deprecated (not broken) since 0.29.
+pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding:DeprecationWarning")
+
 
 def make_image_folder(root, classes=("cat", "dog"), per_class=(3, 2), size=8, channels=3, seed=0):
     """A tiny train/<class>/, test/<class>/ dataset of PNGs; returns the images by split, in label order."""
