@@ -154,6 +154,20 @@ def eval_(run_dir: Path = typer.Argument(..., help="A directory written by `pool
         _fail(err)
 
 
+@app.command(context_settings=PASS_THROUGH)
+def bench(ctx: typer.Context,
+          out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also save the rows as JSON here."),
+          debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")):
+    """Throughput and MFU of every operator, no training. OVERRIDES: pool=max,avg data=cifar10 threads=1 ..."""
+    _state["debug"] = _state["debug"] or debug
+    try:
+        from poolbench.bench import run_bench
+
+        run_bench(list(ctx.args), out)
+    except (PoolbenchError, Exception) as err:
+        _fail(err)
+
+
 @app.command("list")
 def list_():
     """Operators and datasets, one line each."""

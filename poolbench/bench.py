@@ -1,0 +1,112 @@
+"""`poolbench bench`: throughput and MFU of every operator, no data and no training.
+
+Each operator gets the same network (the composed `model`, `data` shape, `train.amp`,
+`train.channels_last`, `eval.throughput` settings) on a synthetic batch. The dense matmul rate,
+the MFU denominator, is measured right after each operator's timings, so a machine whose load
+changes during the table still compares each row with its own ceiling.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from rich.table import Table
+
+from poolbench.config import compose_config, group_options
+from poolbench.errors import UsageError
+from poolbench.model import build_model, count_params
+from poolbench.pools import pool_names
+from poolbench.speed import add_mfu, flops_per_image, matmul_flops_per_s, throughput
+from poolbench.train import autocast_for, select_device
+
+
+def split_pool_override(overrides: list[str]) -> tuple[list[str], list[str]]:
+    """(operators to bench, the other overrides); `pool=max,avg` narrows the table."""
+    pools, rest = [], []
+    for item in overrides:
+        if item.startswith("pool="):
+            pools += [p.strip() for p in item.split("=", 1)[1].split(",") if p.strip()]
+        else:
+            rest.append(item)
+    known = pool_names()
+    unknown = [p for p in pools if p not in known]
+    if unknown:
+        raise UsageError(f"Unknown pool '{unknown[0]}'; choose one of: {', '.join(known)}.")
+    return pools or known, rest
+
+
+def operator_config(name: str, overrides: list[str]):
+    """The composed config for one operator: its own configs/pool/<name>.yaml when there is one."""
+    if name in group_options("pool"):
+        return compose_config([*overrides, f"pool={name}"])
+    cfg = compose_config(overrides)  # registered in code only: default options
+    cfg.pool = {"name": name}
+    return cfg
+
+
+def bench_operator(cfg, device: torch.device) -> dict:
+    """Params, FLOPs, images/s and MFU of one operator's network (fresh weights)."""
+    torch.manual_seed(int(cfg.seed))
+    model = build_model(cfg).to(device)
+    channels_last = bool(cfg.train.channels_last)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    shape = (int(cfg.data.channels), int(cfg.data.image_size), int(cfg.data.image_size))
+    flops = flops_per_image(model, shape)
+    tp = cfg.eval.throughput
+    speed = throughput(model, shape, int(cfg.data.num_classes or 10), device, int(tp.batch_size),
+                       int(tp.warmup), int(tp.iters), autocast_for(device, cfg.train.amp), channels_last)
+    speed = add_mfu(speed, flops, matmul_flops_per_s(device))
+    return {"pool": cfg.pool.name, "params": count_params(model), "flops_per_image": flops, **speed}
+
+
+def run_bench(overrides: list[str], out: Path | None = None, console=None) -> list[dict]:
+    """Bench every operator (or those named by pool=...), print one table, optionally save JSON."""
+    from poolbench.experiment import set_threads
+    from poolbench.report import console as default_console
+
+    console = console or default_console
+    pools, rest = split_pool_override(list(overrides))
+    base = compose_config(rest)
+    set_threads(base.threads)
+    device = select_device(str(base.device))
+    rows = []
+    with console.status("") as status:
+        for name in pools:
+            status.update(f"timing pool={name} ...")
+            rows.append(bench_operator(operator_config(name, rest), device))
+    console.print(bench_table(rows, base, device))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"device": device_name(device), "threads": torch.get_num_threads(),
+                                   "torch": torch.__version__, "overrides": list(overrides),
+                                   "rows": rows}, indent=2))
+        console.print(f"saved: {out}")
+    return rows
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def bench_table(rows: list[dict], cfg, device: torch.device) -> Table:
+    tp = cfg.eval.throughput
+    amp = "bf16 autocast" if isinstance(autocast_for(device, cfg.train.amp), torch.autocast) else "fp32"
+    table = Table(title=f"throughput: data={cfg.data.name} model={cfg.model.name}{list(cfg.model.channels)} "
+                        f"batch {tp.batch_size}, {amp}, {device_name(device)}",
+                  caption="MFU = FLOPs x images/s / dense fp32 matmul rate measured after each row; "
+                          "training counts 3x forward FLOPs")
+    table.add_column("pool", no_wrap=True)
+    for column in ("params", "MFLOP /img", "infer img/s", "infer MFU", "train img/s", "train MFU",
+                   "mm GFLOP/s"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(row["pool"], f"{row['params']:,}", f"{row['flops_per_image'] / 1e6:.2f}",
+                      f"{row['infer_images_per_s']:,.0f}", f"{row['infer_mfu']:.1%}",
+                      f"{row['train_images_per_s']:,.0f}", f"{row['train_mfu']:.1%}",
+                      f"{row['matmul_flops_per_s'] / 1e9:.0f}")
+    return table
