@@ -25,7 +25,7 @@ def test_dataset_picks_its_training_recipe():
 
 @pytest.mark.parametrize("overrides, message", [
     (["pool=nope"], "choose one of: attention, avg"),
-    (["data=nope"], "choose one of: cifar10, mnist, shapes"),
+    (["data=nope"], "choose one of: cifar10, imagefolder, mnist, shapes"),
     (["train.epochs=0"], "train.epochs must be at least 1"),
     (["train.lr=-1"], "train.lr must be positive"),
     (["train.batch_size=0"], "train.batch_size"),
