@@ -83,13 +83,19 @@ def test_default_sweep_ends_in_table_files_and_plots(default_sweep):
 
 def test_compare_mixes_run_and_sweep_directories(default_sweep, tmp_path):
     sweep_dir, _ = default_sweep
-    run = run_cli("run", *SWEEP_TINY, "seed=7", f"hydra.run.dir={tmp_path / 'one'}")
-    assert run.returncode == 0, run.stdout[-2000:]
+    # A single run of the same configuration with another seed, as `poolbench run ... seed=7` leaves it
+    # (built from a sweep job's file to save a training run).
+    job = next(m for m in _metrics(sweep_dir) if m["run"]["pool"] == "max")
+    job["run"]["seed"] = 7
+    job["run"]["overrides"] = [o for o in job["run"]["overrides"] if not o.startswith("seed=")] + ["seed=7"]
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "metrics.json").write_text(json.dumps(job))
     result = run_cli("compare", str(sweep_dir), str(tmp_path / "one"), "-o", str(tmp_path / "cmp"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = json.loads((tmp_path / "cmp" / "summary.json").read_text())
     max_row = next(row for row in summary["rows"] if row["configuration"]["pool"] == "max")
     assert max_row["n"] == 4 and max_row["seeds"] == [0, 1, 2, 7]  # the single run joins its configuration
+    assert len(summary["rows"]) == 6 and not summary["failed"]
     assert all((tmp_path / "cmp" / name).is_file() for name in OUTPUT_FILES)
 
 
