@@ -198,7 +198,8 @@ def summarize(paths: list[Path]) -> Summary:
     rows = []
     for runs in groups.values():
         kept, dropped = _one_run_per_seed(runs)
-        for old, new in dropped:
+        for old in dropped:
+            new = next(run for run in kept if run.seed == old.seed)
             notes.append(f"seed {old.seed} of {_plain(old.config)} ran twice: kept {new.path}, "
                          f"left out {old.path} ({old.status})")
         rows.append(Row(config=runs[0].config, runs=sorted(kept, key=lambda r: (r.seed is None, r.seed or 0))))
@@ -241,7 +242,7 @@ def _one_run_per_seed(runs: list[RunRecord]):
             by_seed[("path", run.path)] = run
             continue
         if run.seed in by_seed:
-            dropped.append((by_seed[run.seed], run))
+            dropped.append(by_seed[run.seed])
         by_seed[run.seed] = run
     return list(by_seed.values()), dropped
 
