@@ -1,38 +1,54 @@
-"""Every registered operator keeps the slot's contract (timm-style: one test, all operators)."""
+"""Every registered operator keeps the slot's contract (timm-style: one test, all operators),
+then each operator's own formula."""
+
+import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from poolbench.errors import UsageError
 from poolbench.pools import POOLS, build_pool, get_spec
 
 NAMES = sorted(POOLS)
 CHANNELS = 4
+ARTICLE = torch.tensor([[0, 0, 1, 5], [0, 1, 5, 1], [1, 5, 1, 0], [5, 1, 0, 0]], dtype=torch.float32).view(1, 1, 4, 4)
 
 
-def make(name):
+def make(name, **options):
     torch.manual_seed(0)
-    return build_pool({"name": name}, CHANNELS)
+    return build_pool({"name": name, **options}, CHANNELS)
 
+
+def windows(x):
+    """(N, C, 2h, 2w) -> (N, C, h, w, 4): the reference way to see every 2x2 window."""
+    x = x[..., : x.shape[-2] // 2 * 2, : x.shape[-1] // 2 * 2]
+    return x.unfold(2, 2, 2).unfold(3, 2, 2).flatten(-2)
+
+
+# --- the contract, for every operator ---------------------------------------------------------
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("size", [8, 9])
-def test_output_shape(name, size):
+@pytest.mark.parametrize("size", [8, 9, 15])
+def test_output_shape_follows_the_size_rule(name, size):
     pool = make(name).eval()
     out = pool(torch.randn(2, CHANNELS, size, size))
     assert out.shape[:2] == (2, CHANNELS)
-    if get_spec(name).local:
-        assert 1 <= out.shape[-1] < size and out.shape[-2] == out.shape[-1]
-    else:
-        assert out.shape[-2:] == (size, size)
+    rule = get_spec(name).size_rule
+    expected = {"floor(H/2)": size // 2, "ceil(H/2)": math.ceil(size / 2),
+                "floor(H*ratio)": int(size / math.sqrt(2)), "H (then 1 at the readout)": size}[rule]
+    assert out.shape[-2:] == (expected, expected)
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_gradient_reaches_input(name):
-    pool = make(name).train()
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_gradient_reaches_input_and_parameters(name, mode):
+    pool = make(name).train(mode == "train")
     x = torch.randn(2, CHANNELS, 8, 8, requires_grad=True)
     pool(x).square().sum().backward()
-    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert x.grad is not None and x.grad.abs().sum() > 0 and torch.isfinite(x.grad).all()
+    for param in pool.parameters():
+        assert param.grad is not None and torch.isfinite(param.grad).all()
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -45,21 +61,121 @@ def test_eval_is_deterministic(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("scale", [1e4, -1e4, -1.0])
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_outputs_are_finite_for_large_and_negative_inputs(name, scale, mode):
+    pool = make(name).train(mode == "train")
+    x = torch.rand(2, CHANNELS, 8, 8) * scale
+    x[0, 0, :2, :2] = 0.0  # a window of zeros too
+    assert torch.isfinite(pool(x)).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_channels_last_gives_same_result(name):
     pool = make(name).eval()
     x = torch.randn(2, CHANNELS, 8, 8)
     assert torch.allclose(pool(x), pool(x.contiguous(memory_format=torch.channels_last)), atol=1e-5)
 
 
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("scale", [1.0, 300.0])
+def test_bf16_autocast_works_and_agrees_with_fp32(name, scale):
+    pool = make(name).eval()
+    x = torch.randn(2, CHANNELS, 8, 8) * scale
+    reference = pool(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = pool(x.bfloat16())
+    assert out.shape == reference.shape and torch.isfinite(out).all()
+    assert torch.allclose(out.float(), reference, rtol=0.05, atol=0.05 * scale)
+
+
+# --- each operator's own formula ----------------------------------------------------------------
+
 def test_max_and_avg_give_the_articles_4x4_example():
-    x = torch.tensor([[0, 0, 1, 5], [0, 1, 5, 1], [1, 5, 1, 0], [5, 1, 0, 0]], dtype=torch.float32).view(1, 1, 4, 4)
-    assert build_pool({"name": "max"}, 1)(x).view(2, 2).tolist() == [[1, 5], [5, 1]]
-    assert build_pool({"name": "avg"}, 1)(x).view(2, 2).tolist() == [[0.25, 3], [3, 0.25]]
+    assert build_pool({"name": "max"}, 1)(ARTICLE).view(2, 2).tolist() == [[1, 5], [5, 1]]
+    assert build_pool({"name": "avg"}, 1)(ARTICLE).view(2, 2).tolist() == [[0.25, 3], [3, 0.25]]
 
 
 def test_attention_starts_as_average_pooling():
     x = torch.randn(2, CHANNELS, 8, 8)
-    assert torch.allclose(make("attention")(x), torch.nn.functional.avg_pool2d(x, 2), atol=1e-6)
+    assert torch.allclose(make("attention")(x), F.avg_pool2d(x, 2), atol=1e-6)
+
+
+def test_attention_equals_softmax_over_unfolded_windows_with_the_same_gradient():
+    pool = make("attention")
+    torch.nn.init.normal_(pool.logit.weight, std=3.0)  # weights far from uniform
+    x = torch.randn(2, CHANNELS, 9, 9, requires_grad=True)
+    crop = x[..., :8, :8]
+    reference = (windows(crop) * torch.softmax(windows(pool.logit(crop)), -1)).sum(-1)
+    out = pool(x)
+    assert torch.allclose(out, reference, atol=1e-5)
+    grad, = torch.autograd.grad(out.square().sum(), x)
+    reference_grad, = torch.autograd.grad(reference.square().sum(), x)
+    assert torch.allclose(grad, reference_grad, atol=1e-4)
+
+
+def test_softpool_is_the_softmax_weighted_mean_and_stable_in_half_precision():
+    x = torch.randn(2, CHANNELS, 8, 8) * 5
+    w = windows(x)
+    assert torch.allclose(make("softpool")(x), (w * torch.softmax(w, -1)).sum(-1), atol=1e-5)
+    big = torch.full((1, 1, 2, 2), 60000.0)
+    for dtype in (torch.float16, torch.bfloat16):
+        assert make("softpool")(big.to(dtype)).float().item() == pytest.approx(60000.0, rel=1e-2)
+
+
+def test_lp_is_the_power_mean_of_magnitudes_and_matches_lppool2d_for_positive_inputs():
+    x = torch.rand(2, CHANNELS, 8, 8) + 0.1
+    for p in (1.0, 2.0, 3.0):
+        expected = torch.nn.LPPool2d(p, 2)(x) / 4 ** (1 / p)
+        assert torch.allclose(make("lp", p=p)(x), expected, rtol=1e-4)
+    negative = -x
+    assert torch.isnan(torch.nn.LPPool2d(2.5, 2)(negative)).any()  # why lp exists
+    assert torch.allclose(make("lp", p=2.5)(negative), make("lp", p=2.5)(x))
+    assert torch.allclose(make("lp", p=100)(x), F.max_pool2d(x, 2), rtol=0.02)
+
+
+def test_blur_is_max_stride_1_then_a_normalized_binomial_blur():
+    pool = make("blur", blur_size=3)
+    x = torch.randn(1, CHANNELS, 8, 8)
+    expected = F.pad(F.max_pool2d(x, 2, stride=1), (1, 1, 1, 1), mode="reflect")
+    kernel = torch.tensor([1.0, 2, 1]).outer(torch.tensor([1.0, 2, 1])) / 16
+    expected = F.conv2d(expected, kernel.expand(CHANNELS, 1, 3, 3), stride=2, groups=CHANNELS)
+    assert torch.allclose(pool(x), expected, atol=1e-6)
+    assert torch.equal(make("blur", blur_size=1)(x), F.max_pool2d(x, 2))
+    constant = torch.full((1, CHANNELS, 8, 8), 2.0)
+    for size in range(1, 8):
+        assert torch.allclose(make("blur", blur_size=size)(constant), torch.full((1, CHANNELS, 4, 4), 2.0))
+    assert make("blur")(torch.randn(1, CHANNELS, 2, 2)).shape[-1] == 1  # too small to reflect
+
+
+def test_mixed_and_gated_start_halfway_between_max_and_avg_and_learn():
+    x = torch.randn(2, CHANNELS, 8, 8)
+    halfway = (F.max_pool2d(x, 2) + F.avg_pool2d(x, 2)) / 2
+    for name in ("mixed", "gated"):
+        pool = make(name)
+        assert torch.allclose(pool(x), halfway, atol=1e-6)
+        assert sum(p.numel() for p in pool.parameters()) == (1 if name == "mixed" else 4)
+        assert sum(p.numel() for p in make(name, per_channel=True).parameters()) == CHANNELS * (1 if name == "mixed" else 4)
+    mostly_max = make("mixed", alpha=0.9)(x)
+    assert torch.allclose(mostly_max, 0.9 * F.max_pool2d(x, 2) + 0.1 * F.avg_pool2d(x, 2), atol=1e-5)
+    gated = make("gated")
+    with torch.no_grad():
+        gated.gate.fill_(100.0)  # every positive-sum window gates fully to max
+    y = torch.rand(1, CHANNELS, 4, 4) + 0.1
+    assert torch.allclose(gated(y), F.max_pool2d(y, 2))
+
+
+def test_stochastic_samples_in_proportion_to_activation_and_evaluates_the_expectation():
+    pool = make("stochastic")
+    x = torch.tensor([0.0, 1.0, 3.0, -2.0]).view(1, 1, 2, 2).expand(20000, 1, 2, 2).contiguous()
+    torch.manual_seed(0)
+    picked = pool.train()(x).flatten()
+    assert set(picked.unique().tolist()) == {1.0, 3.0}  # zero and negative values are never drawn
+    assert (picked == 3.0).float().mean().item() == pytest.approx(0.75, abs=0.02)
+    assert pool.eval()(x[:1]).item() == pytest.approx((1 * 1 + 3 * 3) / 4)
+    all_negative = -torch.rand(1, 1, 2, 2) - 0.5
+    assert pool.eval()(all_negative).item() == pytest.approx(all_negative.mean().item())
+    assert pool.train()(all_negative).item() in all_negative.flatten().tolist()
 
 
 def test_fractional_trains_with_random_regions_and_evaluates_fixed():
@@ -72,11 +188,24 @@ def test_fractional_trains_with_random_regions_and_evaluates_fixed():
     assert not torch.equal(first, pool(x))  # training draws new regions
 
 
+# --- options and names ------------------------------------------------------------------------
+
 def test_unknown_pool_names_the_valid_ones():
     with pytest.raises(UsageError, match="choose one of: .*max"):
         build_pool({"name": "nope"}, 4)
 
 
-def test_bad_fractional_ratio_is_a_usage_error():
-    with pytest.raises(UsageError, match="ratio"):
-        build_pool({"name": "fractional", "ratio": 1.5}, 4)
+@pytest.mark.parametrize("name, options, message", [
+    ("fractional", {"ratio": 1.5}, r"pool.ratio must be a number in \(0, 1\), got 1.5"),
+    ("lp", {"p": 0.5}, r"pool.p must be a number in \[1, 100\], got 0.5"),
+    ("lp", {"p": "abc"}, r"pool.p must be a number .*got 'abc'"),
+    ("blur", {"blur_size": 2.5}, r"pool.blur_size must be an integer in \[1, 7\]"),
+    ("blur", {"blur_size": 9}, r"pool.blur_size must be an integer in \[1, 7\]"),
+    ("mixed", {"alpha": 1}, r"pool.alpha must be a number in \(0, 1\)"),
+    ("mixed", {"per_channel": "yes"}, r"pool.per_channel must be true or false"),
+    ("gated", {"per_channel": 3}, r"pool.per_channel must be true or false"),
+    ("max", {"size": 3}, r"Bad option for pool 'max'"),
+])
+def test_bad_options_are_usage_errors_naming_the_key(name, options, message):
+    with pytest.raises(UsageError, match=message):
+        build_pool({"name": name, **options}, 4)

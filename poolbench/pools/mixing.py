@@ -1,0 +1,69 @@
+"""Mixed and gated max-average pooling (Lee, Gallagher & Tu 2016): learn how much of max and how
+much of average each slot uses. Both start halfway, y = (max + avg) / 2.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from poolbench.pools.registry import bool_option, number_option, register
+
+
+class MixedPool(nn.Module):
+    """y = a * max + (1 - a) * avg, a = sigmoid(learned logit): one per slot, or per channel.
+
+    The sigmoid keeps a in (0, 1) without clipping (the paper learns a in [0, 1] directly).
+    """
+
+    def __init__(self, channels: int, alpha: float = 0.5, per_channel: bool = False):
+        super().__init__()
+        alpha = number_option("alpha", alpha, low=0, high=1, low_open=True, high_open=True)
+        count = channels if bool_option("per_channel", per_channel) else 1
+        self.mix_logit = nn.Parameter(torch.full((count,), math.log(alpha / (1 - alpha))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = torch.sigmoid(self.mix_logit).to(x.dtype).view(1, -1, 1, 1)
+        return a * F.max_pool2d(x, 2) + (1 - a) * F.avg_pool2d(x, 2)
+
+
+@register(
+    "mixed",
+    description="y = a*max + (1-a)*avg over each 2x2 window, a learned per slot",
+    size_rule="floor(H/2)",
+    reference="Lee et al. 2016 (mixed max-avg)",
+)
+def _mixed(channels: int, alpha: float = 0.5, per_channel: bool = False) -> nn.Module:
+    return MixedPool(channels, alpha, per_channel)
+
+
+class GatedPool(nn.Module):
+    """y = g * max + (1 - g) * avg, g = sigmoid(w . window): the gate reads each window's values.
+
+    w is a learned 2x2 mask shared by all channels (or one per channel); zero at the start, so
+    g = 1/2 everywhere until training says otherwise.
+    """
+
+    def __init__(self, channels: int, per_channel: bool = False):
+        super().__init__()
+        self.channels = channels
+        count = channels if bool_option("per_channel", per_channel) else 1
+        self.gate = nn.Parameter(torch.zeros(count, 1, 2, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = self.gate.expand(x.shape[1], 1, 2, 2)
+        g = torch.sigmoid(F.conv2d(x, mask.to(x.dtype), stride=2, groups=x.shape[1]))
+        return g * F.max_pool2d(x, 2) + (1 - g) * F.avg_pool2d(x, 2)
+
+
+@register(
+    "gated",
+    description="y = g*max + (1-g)*avg, gate g = sigmoid(learned 2x2 mask . window)",
+    size_rule="floor(H/2)",
+    reference="Lee et al. 2016 (gated max-avg)",
+)
+def _gated(channels: int, per_channel: bool = False) -> nn.Module:
+    return GatedPool(channels, per_channel)

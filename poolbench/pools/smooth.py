@@ -1,0 +1,89 @@
+"""Operators that smooth before (or instead of) picking the maximum: blur (anti-aliased max)
+and lp (the power mean of |x|, between average and max).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from poolbench.pools.registry import number_option, register
+from poolbench.pools.weighted import even_crop, fp32
+
+
+class BlurMaxPool(nn.Module):
+    """MaxBlurPool (Zhang 2019): max 2x2 stride 1 keeps the max's selectivity, then a normalized
+    binomial blur of `blur_size` taps subsamples with stride 2, so little aliases.
+
+    Reflect padding as in the paper; maps too small to reflect (1 pixel) are padded by
+    replication instead, so deep models on tiny images still build.
+    """
+
+    def __init__(self, channels: int, blur_size: int = 3):
+        super().__init__()
+        self.blur_size = number_option("blur_size", blur_size, low=1, high=7, integer=True)
+        taps = torch.tensor([math.comb(self.blur_size - 1, k) for k in range(self.blur_size)],
+                            dtype=torch.float32)
+        kernel = torch.outer(taps, taps)
+        kernel = (kernel / kernel.sum()).expand(channels, 1, -1, -1).clone()
+        self.register_buffer("kernel", kernel, persistent=False)  # fixed: rebuilt, not saved
+        before = (self.blur_size - 1) // 2
+        self.padding = (before, self.blur_size - 1 - before) * 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(x, 2, stride=1)
+        mode = "reflect" if max(self.padding) < min(x.shape[-2:]) else "replicate"
+        x = F.pad(x, self.padding, mode=mode)
+        return F.conv2d(x, self.kernel.to(x.dtype), stride=2, groups=x.shape[1])
+
+    def extra_repr(self) -> str:
+        return f"blur_size={self.blur_size}"
+
+
+@register(
+    "blur",
+    description="anti-aliased max: max 2x2 stride 1, then binomial blur (pool.blur_size) stride 2",
+    size_rule="floor(H/2)",
+    reference="Zhang 2019 (MaxBlurPool)",
+)
+def _blur(channels: int, blur_size: int = 3) -> nn.Module:
+    return BlurMaxPool(channels, blur_size)
+
+
+class LPPool(nn.Module):
+    """LP pooling as a power mean: y = (mean_w |x_w|^p)^(1/p) over each 2x2 window.
+
+    p = 1 is the mean of |x|, p -> inf the max of |x|. Unlike nn.LPPool2d (sum of x^p, NaN for
+    negative x) it takes |x|, and it divides by the window's largest |x| before the power, so
+    large activations and large p cannot overflow. It is nn.LPPool2d / 4^(1/p) for x >= 0.
+    """
+
+    def __init__(self, p: float = 3.0):
+        super().__init__()
+        self.p = number_option("p", p, low=1, high=100)  # finite: the gradient of x^inf is NaN
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = even_crop(x)
+        magnitude = fp32(x).abs()
+        # y = m * (mean (|x|/m)^p)^(1/p) for any m > 0; the window max m is detached because
+        # y does not depend on it. A window of zeros gives 0 (m = 0).
+        peak = F.max_pool2d(magnitude.detach(), 2)
+        scale = F.interpolate(peak.clamp_min(torch.finfo(peak.dtype).tiny), scale_factor=2, mode="nearest")
+        power_mean = F.avg_pool2d((magnitude / scale) ** self.p, 2)
+        return (peak * power_mean.clamp_min(0.25) ** (1 / self.p)).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p:g}"
+
+
+@register(
+    "lp",
+    description="y = (mean |x|^p)^(1/p) over each 2x2 window: mean of |x| at p=1, max at p=inf",
+    size_rule="floor(H/2)",
+    reference="Sermanet et al. 2012; Gulcehre et al. 2014",
+)
+def _lp(channels: int, p: float = 3.0) -> nn.Module:
+    return LPPool(p)
