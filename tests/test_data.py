@@ -316,3 +316,10 @@ def test_data_download_runs_the_source_chain(tmp_path, monkeypatch):
     fake_batches(tmp_path / "root" / "cifar-10-batches-py", monkeypatch)
     lines = datacmd.download("cifar10", [f"data.root={tmp_path / 'root'}"])
     assert lines[0].startswith("cifar10: 20 train + 4 test images from ")
+
+
+def test_data_commands_name_unknown_datasets():
+    from poolbench import datacmd
+
+    with pytest.raises(UsageError, match="choose one of: cifar10, imagefolder, mnist, shapes"):
+        datacmd.info("nope", [])
