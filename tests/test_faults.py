@@ -172,3 +172,13 @@ def test_data_command_errors(tmp_path):
     missing = run_cli("data", "verify", "cifar10", f"data.root={tmp_path}")
     assert missing.returncode == 1 and "missing" in missing.stdout and "poolbench data download cifar10" in missing.stdout
     assert "Traceback" not in missing.stdout + missing.stderr
+
+
+def test_a_write_that_dies_halfway_leaves_the_previous_file_whole(tmp_path):
+    from poolbench.results import load_checkpoint, save_checkpoint
+
+    save_checkpoint(tmp_path / "model.pt", {"epoch": 1, "w": torch.ones(1000)})
+    with pytest.raises(Exception):  # torch.save has written the tensor when it meets the lambda
+        save_checkpoint(tmp_path / "model.pt", {"epoch": 2, "w": torch.zeros(100000), "bad": lambda: 0})
+    assert load_checkpoint(tmp_path / "model.pt")["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
