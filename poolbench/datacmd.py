@@ -127,14 +127,31 @@ def _checks(cfg):
     if cfg.name == "mnist":
         raw = data_root(cfg) / "MNIST" / "raw"
         yield from _md5_rows(raw, MNIST_MD5, md5)
-    elif cfg.name == "cifar10" and not cfg.get("source"):
-        from poolbench.data_cifar import BATCHES_DIR, batch_md5s
+    elif cfg.name == "cifar10" and _cifar_batches(cfg) is not None:
+        from poolbench.data_cifar import batch_md5s
 
-        yield from _md5_rows(data_root(cfg) / BATCHES_DIR, batch_md5s(), md5)
+        yield from _md5_rows(_cifar_batches(cfg), batch_md5s(), md5)
     elif cfg.name == "cifar10" or cfg.name == "imagefolder":
         yield _decode_check(cfg)
     else:
         yield ("(generated)", "-", True, "ok: made from data.generator_seed")
+
+
+def _cifar_batches(cfg) -> Path | None:
+    """The python-batches folder a CIFAR-10 config reads, or None for an image-folder source."""
+    from poolbench.archives import is_archive
+    from poolbench.data import data_root
+    from poolbench.data_cifar import BATCHES_DIR, _holds_batches
+
+    if not cfg.get("source"):
+        return data_root(cfg) / BATCHES_DIR
+    source = Path(str(cfg.source)).expanduser()
+    for folder in (source / BATCHES_DIR, source):
+        if folder.is_dir() and (folder / "batches.meta").exists():
+            return folder
+    if is_archive(source) and _holds_batches(source):
+        return data_root(cfg) / BATCHES_DIR  # where run and download unpack it
+    return None
 
 
 def _md5_rows(folder: Path, digests: dict, md5):
@@ -168,18 +185,19 @@ def _decode_check(cfg):
             f"ok: {count} images, {len(images.classes)} classes, decoded in {images.decode_seconds:.1f} s")
 
 
-def download(dataset: str | None, overrides: list[str]) -> list[str]:
-    """Fetch (or decode and cache) each dataset through its source chain; lines to print."""
+def download(dataset: str | None, overrides: list[str]) -> list:
+    """Fetch (or decode and cache) each dataset through its source chain, saying where from."""
     from poolbench.data import load_dataset
 
-    lines = []
+    from poolbench.report import console
+
     for name in _names(dataset, FILE_DATASETS):
         cfg = _data_config(name, overrides)
         if name == "shapes":
-            lines.append("shapes: generated on the fly, nothing to download")
+            console.print("shapes: generated on the fly, nothing to download")
             continue
         started = time.perf_counter()
         data = load_dataset(cfg)  # runs the source chain: present files, then each download source
-        lines.append(f"{name}: {len(data.train_y)} train + {len(data.test_y)} test images from {data.source} "
-                     f"({time.perf_counter() - started:.1f} s)")
-    return lines
+        console.print(f"{name}: {len(data.train_y)} train + {len(data.test_y)} test images from {data.source} "
+                      f"({time.perf_counter() - started:.1f} s)", soft_wrap=True)  # now: a later failure keeps it
+    return []

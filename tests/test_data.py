@@ -310,12 +310,20 @@ def test_data_verify_finds_a_bad_md5_and_an_unreadable_image(tmp_path):
         datacmd.verify("imagefolder", overrides)
 
 
-def test_data_download_runs_the_source_chain(tmp_path, monkeypatch):
+def test_data_download_runs_the_source_chain(tmp_path, monkeypatch, capsys):
     from poolbench import datacmd
 
     fake_batches(tmp_path / "root" / "cifar-10-batches-py", monkeypatch)
-    lines = datacmd.download("cifar10", [f"data.root={tmp_path / 'root'}"])
-    assert lines[0].startswith("cifar10: 20 train + 4 test images from ")
+    datacmd.download("cifar10", [f"data.root={tmp_path / 'root'}"])
+    assert capsys.readouterr().out.startswith("cifar10: 20 train + 4 test images from ")
+
+
+def test_data_verify_of_a_batches_source_checks_md5s(tmp_path, monkeypatch):
+    from poolbench import datacmd
+
+    fake_batches(tmp_path / "copy" / "cifar-10-batches-py", monkeypatch)
+    table = datacmd.verify("cifar10", [f"data.root={tmp_path / 'root'}", f"data.source={tmp_path / 'copy'}"])
+    assert table.row_count == 7
 
 
 def test_data_commands_name_unknown_datasets():
