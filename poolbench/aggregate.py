@@ -148,7 +148,9 @@ def load_run(run_dir: Path) -> RunRecord:
             status = str(metrics.get("status", "missing"))
             error = _first_line(metrics.get("error"))
             if status != "complete" and not error:
-                error = f"the job stopped ({status}) before it finished"
+                resume = metrics.get("resume_with")  # an interrupted run that checkpointed says how to go on
+                error = f"stopped before it finished; continue with {resume}" if resume else \
+                    f"the job stopped ({status}) before it finished"
             return RunRecord(run_dir, status, error, config, _int(run.get("seed")), metrics, mtime)
         except (json.JSONDecodeError, KeyError, TypeError):
             return _from_hydra_files(run_dir, f"{METRICS_FILE} is damaged or not poolbench's", mtime)

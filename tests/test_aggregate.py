@@ -143,3 +143,13 @@ def test_damaged_metrics_file_is_a_failed_job(tmp_path):
     (tmp_path / "r" / "metrics.json").write_text("{not json")
     record = load_run(tmp_path / "r")
     assert record.status == "failed" and "damaged" in record.error
+
+
+def test_interrupted_job_says_how_to_continue(tmp_path):
+    path = write_run(tmp_path / "r", "max", 0, 0, status="interrupted")
+    metrics = json.loads((path / "metrics.json").read_text())
+    metrics["resume_with"] = f"train.resume={path}"
+    (path / "metrics.json").write_text(json.dumps(metrics))
+    record = load_run(path)
+    assert record.status == "interrupted" and record.error == f"stopped before it finished; continue with train.resume={path}"
+    assert [run.status for run in summarize([tmp_path]).failed] == ["interrupted"]
