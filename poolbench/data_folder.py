@@ -61,7 +61,7 @@ def load_image_folder(source: Path, cache_dir: Path, image_size: int, channels: 
 
     console.print(f"[dim]decoding {source} once; later runs read {cache}[/]", soft_wrap=True)
     started = time.perf_counter()
-    entries = _archive_entries(source) if is_archive(source) else _folder_entries(source)
+    entries = iter_files(source) if is_archive(source) else _folder_entries(source)
     splits, classes = _layout(entries, source)
     tensors = {}
     for split in SPLITS:
@@ -112,10 +112,6 @@ def _read_cache(cache: Path, image_size: int, channels: int) -> FolderImages | N
 
 
 # ------------------------------------------------------------------ layout
-
-def _archive_entries(source: Path):
-    yield from iter_files(source)
-
 
 def _folder_entries(source: Path):
     for folder, dirs, files in os.walk(source):
