@@ -196,8 +196,11 @@ def _data_command(action, dataset: Optional[str], ctx: typer.Context, debug: boo
     _state["debug"] = _state["debug"] or debug
     from poolbench.report import console
 
+    overrides = list(ctx.args)
+    if dataset and "=" in dataset:  # `poolbench data info data.root=...`: an override, no dataset named
+        dataset, overrides = None, [dataset, *overrides]
     try:
-        result = action(dataset, list(ctx.args))
+        result = action(dataset, overrides)
     except (PoolbenchError, Exception) as err:
         _fail(err)
     for item in result if isinstance(result, list) else [result]:
