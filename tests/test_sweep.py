@@ -106,9 +106,8 @@ def test_compare_of_a_folder_without_runs_exits_2(tmp_path):
 
 
 def test_failed_job_is_listed_and_a_rerun_only_retries_it(tmp_path):
-    args = ["sweep", *SWEEP_TINY, "threads=1", "pool=avg", "seed=0", "train.lr=0.05,1e30",
-            f"hydra.sweep.dir={tmp_path}"]
-    first = run_cli(*args)
+    args = [*SWEEP_TINY, "threads=1", "pool=avg", "seed=0", "train.lr=0.05,1e30", f"hydra.sweep.dir={tmp_path}"]
+    first = run_cli("sweep", *args)
     assert first.returncode == 1, first.stdout[-3000:]
     assert "1 of 2 jobs did not complete" in first.stdout or "Training diverged" in first.stdout
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -120,7 +119,7 @@ def test_failed_job_is_listed_and_a_rerun_only_retries_it(tmp_path):
     good_stamp = (good / "metrics.json").stat().st_mtime_ns
     bad_stamp = (Path(failed["dir"]) / "metrics.json").stat().st_mtime_ns
 
-    second = run_cli(*args)
+    second = run_cli("run", "-m", *args)  # the same jobs as `sweep` with the same overrides
     assert second.returncode == 1
     assert f"skipped {good.name}" in second.stdout.replace("\n", "")
     assert (good / "metrics.json").stat().st_mtime_ns == good_stamp  # not rerun
