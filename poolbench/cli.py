@@ -170,21 +170,26 @@ def bench(ctx: typer.Context,
 
 @app.command("list")
 def list_():
-    """Operators and datasets, one line each."""
-    from rich.table import Table
-
-    from poolbench.config import group_options
-    from poolbench.pools import POOLS
+    """Operators (what each does, its options, parameters, output size, reference) and datasets."""
+    from poolbench.pools.catalog import dataset_table, operator_table
     from poolbench.report import console
 
-    table = Table(title="operators (pool=NAME)")
-    for column in ("name", "what it does", "output size", "reference"):
-        table.add_column(column)
-    for name in sorted(POOLS):
-        spec = POOLS[name]
-        table.add_row(name, spec.description, spec.size_rule, spec.reference)
-    console.print(table)
-    console.print("datasets (data=NAME): " + ", ".join(group_options("data")))
+    console.print(operator_table())
+    console.print(dataset_table())
+
+
+@app.command()
+def demo(matrix: Optional[str] = typer.Option(None, "--input", "-i", help='Your own matrix instead of the '
+                                              'article\'s 4x4 example: rows split by ";", values by ",", e.g. "1,2;3,4".'),
+         debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")):
+    """Every operator applied to the pooling article's 4x4 example (or --input), side by side."""
+    _state["debug"] = _state["debug"] or debug
+    try:
+        from poolbench.demo import show_demo
+
+        show_demo(matrix)
+    except PoolbenchError as err:
+        _fail(err)
 
 
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: fetch, check checksums, show what is where.")

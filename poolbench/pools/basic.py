@@ -13,7 +13,7 @@ from poolbench.pools.registry import number_option, register
 
 @register(
     "max",
-    description="y = max over each 2x2 window, stride 2",
+    description="max of each 2x2 window, stride 2",
     size_rule="floor(H/2)",
     reference="the baseline",
 )
@@ -23,7 +23,7 @@ def _max(channels: int) -> nn.Module:
 
 @register(
     "avg",
-    description="y = mean over each 2x2 window, stride 2",
+    description="mean of each 2x2 window, stride 2",
     size_rule="floor(H/2)",
     reference="the baseline's smooth sibling",
 )
@@ -33,7 +33,7 @@ def _avg(channels: int) -> nn.Module:
 
 @register(
     "strided",
-    description="learned downsampling: conv 3x3 stride 2 + BatchNorm + ReLU",
+    description="learned: conv 3x3 stride 2 + BatchNorm + ReLU",
     size_rule="ceil(H/2)",
     reference="Springenberg et al. 2014",
 )
@@ -47,8 +47,8 @@ def _strided(channels: int) -> nn.Module:
 
 @register(
     "global",
-    description="no local downsampling; one global average pool before the classifier",
-    size_rule="H (then 1 at the readout)",
+    description="none in the stages; one global mean at the readout",
+    size_rule="H (1 at the readout)",
     reference="Lin et al. 2013",
     local=False,
 )
@@ -80,7 +80,7 @@ class FractionalMaxPool(nn.Module):
 
 @register(
     "fractional",
-    description="max over pseudo-random 2x2 regions, output = input x ratio (1/sqrt 2)",
+    description="max over pseudo-random regions, size x ratio",
     size_rule="floor(H*ratio)",
     reference="Graham 2014",
 )

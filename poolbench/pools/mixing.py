@@ -32,9 +32,9 @@ class MixedPool(nn.Module):
 
 @register(
     "mixed",
-    description="y = a*max + (1-a)*avg over each 2x2 window, a learned per slot",
+    description="a*max + (1-a)*avg, share a learned",
     size_rule="floor(H/2)",
-    reference="Lee et al. 2016 (mixed max-avg)",
+    reference="Lee et al. 2016",
 )
 def _mixed(channels: int, alpha: float = 0.5, per_channel: bool = False) -> nn.Module:
     return MixedPool(channels, alpha, per_channel)
@@ -61,9 +61,9 @@ class GatedPool(nn.Module):
 
 @register(
     "gated",
-    description="y = g*max + (1-g)*avg, gate g = sigmoid(learned 2x2 mask . window)",
+    description="g*max + (1-g)*avg, g = sigmoid(learned mask . window)",
     size_rule="floor(H/2)",
-    reference="Lee et al. 2016 (gated max-avg)",
+    reference="Lee et al. 2016",
 )
 def _gated(channels: int, per_channel: bool = False) -> nn.Module:
     return GatedPool(channels, per_channel)

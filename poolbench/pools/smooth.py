@@ -45,9 +45,9 @@ class BlurMaxPool(nn.Module):
 
 @register(
     "blur",
-    description="anti-aliased max: max 2x2 stride 1, then binomial blur (pool.blur_size) stride 2",
+    description="anti-aliased max: max 2x2 stride 1, binomial blur stride 2",
     size_rule="floor(H/2)",
-    reference="Zhang 2019 (MaxBlurPool)",
+    reference="Zhang 2019",
 )
 def _blur(channels: int, blur_size: int = 3) -> nn.Module:
     return BlurMaxPool(channels, blur_size)
@@ -81,9 +81,9 @@ class LPPool(nn.Module):
 
 @register(
     "lp",
-    description="y = (mean |x|^p)^(1/p) over each 2x2 window: mean of |x| at p=1, max at p=inf",
+    description="(mean |x|^p)^(1/p): mean of |x| (p=1) to max",
     size_rule="floor(H/2)",
-    reference="Sermanet et al. 2012; Gulcehre et al. 2014",
+    reference="Gulcehre et al. 2014",
 )
 def _lp(channels: int, p: float = 3.0) -> nn.Module:
     return LPPool(p)

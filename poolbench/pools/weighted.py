@@ -54,7 +54,7 @@ class AttentionPool(nn.Module):
 
 @register(
     "attention",
-    description="softmax(1x1-conv logits)-weighted mean over each 2x2 window",
+    description="window mean weighted by softmax(learned 1x1-conv logits)",
     size_rule="floor(H/2)",
     reference="Gao et al. 2019 (LIP)",
 )
@@ -76,7 +76,7 @@ class SoftPool(nn.Module):
 
 @register(
     "softpool",
-    description="y = sum softmax(x)*x over each 2x2 window: a smooth max, no parameters",
+    description="sum softmax(x)*x per 2x2 window: a smooth max",
     size_rule="floor(H/2)",
     reference="Stergiou et al. 2021 (SoftPool)",
 )
@@ -132,7 +132,7 @@ class StochasticPool(nn.Module):
 
 @register(
     "stochastic",
-    description="train: one value per 2x2 window, drawn with p ~ activation; eval: the p-weighted mean",
+    description="train: one x per window, drawn with p ~ x; eval: sum p*x",
     size_rule="floor(H/2)",
     reference="Zeiler & Fergus 2013",
 )
