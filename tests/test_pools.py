@@ -36,7 +36,7 @@ def test_output_shape_follows_the_size_rule(name, size):
     assert out.shape[:2] == (2, CHANNELS)
     rule = get_spec(name).size_rule
     expected = {"floor(H/2)": size // 2, "ceil(H/2)": math.ceil(size / 2),
-                "floor(H*ratio)": int(size / math.sqrt(2)), "H (then 1 at the readout)": size}[rule]
+                "floor(H*ratio)": int(size / math.sqrt(2)), "H (1 at the readout)": size}[rule]
     assert out.shape[-2:] == (expected, expected)
 
 
@@ -209,3 +209,23 @@ def test_unknown_pool_names_the_valid_ones():
 def test_bad_options_are_usage_errors_naming_the_key(name, options, message):
     with pytest.raises(UsageError, match=message):
         build_pool({"name": name, **options}, 4)
+
+
+# --- the catalog `poolbench list` prints --------------------------------------------------------
+
+def test_added_parameters_count_what_each_operator_learns_in_the_default_model():
+    from poolbench.pools.catalog import added_parameters
+
+    widths = [16, 32, 64]
+    assert {name: added_parameters(name) for name in ("max", "blur", "mixed", "gated", "attention")} == {
+        "max": 0, "blur": 0, "mixed": 3, "gated": 12, "attention": sum(w * w + w for w in widths)}
+
+
+def test_cli_list_shows_every_operator_and_dataset():
+    from conftest import run_cli
+
+    done = run_cli("list")
+    assert done.returncode == 0, done.stderr
+    for name in [*NAMES, "mnist", "cifar10", "shapes", "imagefolder", "Zhang 2019", "Stergiou et al. 2021",
+                 "blur_size=3", "p=3", "5,488"]:
+        assert name in done.stdout, name
