@@ -29,6 +29,7 @@ def _ci(entry: dict) -> float:
 def write_plots(summary: Summary, out_dir: Path) -> list[Path]:
     """The three PNGs in out_dir; rows without a complete run are left out of them."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
     rows = [row for row in summary.rows if row.n and "accuracy" in row.stats]
     out_dir = Path(out_dir)
     paths = [out_dir / name for name in PLOT_FILES]
@@ -54,13 +55,15 @@ def write_plots(summary: Summary, out_dir: Path) -> list[Path]:
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 5))
-    for row in rows:
+    for i, row in enumerate(rows):
         if not row.shift_accuracy:
             continue
         shifts = sorted(row.shift_accuracy, key=int)
         means = [100 * row.shift_accuracy[d]["mean"] for d in shifts]
         errors = [100 * _ci(row.shift_accuracy[d]) for d in shifts]
-        ax.errorbar([int(d) for d in shifts], means, yerr=errors, marker="o", capsize=3, label=row.label)
+        nudge = 0.04 * (i - (len(rows) - 1) / 2)  # side by side, so error bars do not hide each other
+        ax.errorbar([int(d) + nudge for d in shifts], means, yerr=errors, marker="o", capsize=3, label=row.label)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("shift d (pixels, mean of the four axis directions)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title("accuracy under shifts of d pixels")
