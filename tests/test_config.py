@@ -33,6 +33,9 @@ def test_dataset_picks_its_training_recipe():
     (["trian.epochs=1"], "Could not override"),
     (["pool"], "Malformed override"),
     (["pool=max,nope"], "Unknown pool 'nope'"),
+    (["pool=lp", "pool.p=0.5"], r"pool.p must be a number in \[1, 100\], got 0.5"),
+    (["pool=blur", "pool.blur_size=abc"], r"pool.blur_size must be an integer in \[1, 7\], got 'abc'"),
+    (["pool=mixed", "pool.per_channel=maybe"], "pool.per_channel must be true or false"),
 ])
 def test_bad_overrides_are_usage_errors(overrides, message):
     with pytest.raises(UsageError, match=message):
