@@ -21,16 +21,23 @@ def _config(group: str, name: str):
     return OmegaConf.load(path) if path.is_file() else OmegaConf.create({"name": name})
 
 
-def added_parameters(name: str) -> int:
+def default_widths() -> list[int]:
+    """The stage widths of the model `poolbench run` builds with no overrides."""
+    from poolbench.config import compose_config
+
+    return [int(w) for w in compose_config([]).model.channels]
+
+
+def added_parameters(name: str, widths: list[int] | None = None) -> int:
     """Learnable parameters the operator adds to the default model (one operator per stage)."""
     pool_cfg = _config("pool", name)
-    widths = list(_config("model", "small").channels)
+    widths = widths or default_widths()
     return sum(p.numel() for width in widths for p in build_pool(pool_cfg, width).parameters()
                if p.requires_grad)
 
 
 def operator_table() -> Table:
-    widths = list(_config("model", "small").channels)
+    widths = default_widths()
     table = Table(title="operators (pool=NAME)", caption=f"params: learnable parameters it adds to the default model (stages {', '.join(map(str, widths))}); "
                   "options: pool.KEY=VALUE overrides; H: input height (width alike)")
     for column, style in (("name", "bold cyan"), ("what it does", ""), ("options", "green"),
@@ -42,7 +49,7 @@ def operator_table() -> Table:
         spec = POOLS[name]
         options = {k: v for k, v in OmegaConf.to_container(_config("pool", name)).items() if k != "name"}
         table.add_row(name, spec.description, " ".join(f"{k}={_short(v)}" for k, v in options.items()) or "-",
-                      f"{added_parameters(name):,}", spec.size_rule, spec.reference)
+                      f"{added_parameters(name, widths):,}", spec.size_rule, spec.reference)
     return table
 
 
