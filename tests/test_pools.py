@@ -219,7 +219,8 @@ def test_added_parameters_count_what_each_operator_learns_in_the_default_model()
     widths = default_widths()
     assert len(widths) >= 2
     assert {name: added_parameters(name) for name in ("max", "blur", "mixed", "gated", "attention")} == {
-        "max": 0, "blur": 0, "mixed": 3, "gated": 12, "attention": sum(w * w + w for w in widths)}
+        "max": 0, "blur": 0, "mixed": len(widths), "gated": 4 * len(widths),
+        "attention": sum(w * w + w for w in widths)}
 
 
 def test_cli_list_shows_every_operator_and_dataset():
