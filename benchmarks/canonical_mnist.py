@@ -6,7 +6,7 @@ FC 9216->128, dropout 0.5, FC 128->10; Adadelta lr 1.0, StepLR(step_size=1, gamm
 test accuracy after every epoch. Seconds are cumulative training time (test passes excluded),
 the same definition as poolbench's history[].seconds, so time-to-accuracy compares like with like.
 
-    python benchmarks/canonical_mnist.py --root ~/.cache/poolbench/data --epochs 4 --target 0.99
+    python benchmarks/canonical_mnist.py --root ~/.cache/poolbench/data --epochs 5 --target 0.99
 
 Prints one JSON line per epoch and stops at the first epoch that reaches --target.
 """
