@@ -73,22 +73,23 @@ def train_once(data, args, device, seed: int) -> dict:
     normalize = Normalizer(args.mean, args.std, device, channels_last=True)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16)
     model = Net(args.pool).to(device).to(memory_format=torch.channels_last)
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (no_decay if p.ndim <= 1 else decay).append(p)
-    optimizer = torch.optim.SGD([{"params": decay, "weight_decay": args.wd}, {"params": no_decay, "weight_decay": 0}],
-                                lr=args.lr, momentum=0.85, nesterov=True)
-    step_fn = model
-    if args.compile:
-        step_fn = torch.compile(model)
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
     n = data.train_x.shape[0]
     steps_per_epoch = n // args.batch
     total = steps_per_epoch * args.epochs if args.max_steps is None else min(args.max_steps, steps_per_epoch * args.epochs)
     warmup = max(1, int(0.2 * total))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (total - s) / (total - warmup)))
+    step_fn = torch.compile(model) if args.compile else model
 
-    def step(idx):
+    def make_optimizer():
+        optimizer = torch.optim.SGD([{"params": decay, "weight_decay": args.wd},
+                                     {"params": no_decay, "weight_decay": 0.0}],
+                                    lr=args.lr, momentum=0.85, nesterov=True)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (total - s) / (total - warmup)))
+        return optimizer, schedule
+
+    def step(idx, optimizer, schedule):
         images = random_flip(random_shift(data.train_x[idx], 2, generator), generator)
         with autocast:
             loss = F.cross_entropy(step_fn(normalize(images)), data.train_y[idx], label_smoothing=0.2)
@@ -97,13 +98,11 @@ def train_once(data, args, device, seed: int) -> dict:
         optimizer.step()
         schedule.step()
 
-    if args.compile:  # compile outside the timed region, then restore the fresh weights
-        state = {k: v.clone() for k, v in model.state_dict().items()}
-        opt_state = optimizer.state_dict()
-        step(torch.arange(args.batch, device=device))
-        model.load_state_dict(state)
-        optimizer.load_state_dict(opt_state)
-        schedule.last_epoch, optimizer.param_groups[0]["lr"] = 0, args.lr / warmup
+    if args.compile:  # compile outside the timed region, then put the fresh weights back
+        fresh = {k: v.clone() for k, v in model.state_dict().items()}
+        step(torch.arange(args.batch, device=device), *make_optimizer())
+        model.load_state_dict(fresh)
+    optimizer, schedule = make_optimizer()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     started = time.perf_counter()
@@ -111,7 +110,7 @@ def train_once(data, args, device, seed: int) -> dict:
     while done < total:
         perm = torch.randperm(n, device=device, generator=generator)
         for s in range(min(steps_per_epoch, total - done)):
-            step(perm[s * args.batch:(s + 1) * args.batch])
+            step(perm[s * args.batch:(s + 1) * args.batch], optimizer, schedule)
         done += min(steps_per_epoch, total - done)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
