@@ -24,7 +24,7 @@ from poolbench.results import (CHECKPOINT_FILE, METRICS_FILE, load_checkpoint, n
                                write_json)
 from poolbench.shifts import Normalizer
 from poolbench.speed import add_mfu, flops_per_image, matmul_flops_per_s, throughput
-from poolbench.train import autocast_for, load_resume, select_device, stop_on_signals, train
+from poolbench.train import amp_enabled, autocast_for, load_resume, select_device, stop_on_signals, train
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,10 @@ def measure(cfg, model, data, device) -> dict:
     speed = throughput(model, input_shape, int(cfg.data.num_classes), device, int(tp.batch_size),
                        int(tp.warmup), int(tp.iters), autocast_for(device, cfg.train.amp),
                        bool(cfg.train.channels_last))
-    speed = add_mfu(speed, flops, matmul_flops_per_s(device))
+    # MFU against the matmul rate of the precision the model runs in (bf16 under autocast)
+    matmul_dtype = torch.bfloat16 if amp_enabled(device, cfg.train.amp) else torch.float32
+    speed = add_mfu(speed, flops, matmul_flops_per_s(device, dtype=matmul_dtype))
+    speed["matmul_dtype"] = str(matmul_dtype).removeprefix("torch.")
     return {
         "accuracy": {"test": results["accuracy"]},
         "invariance": results["invariance"],

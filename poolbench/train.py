@@ -38,11 +38,14 @@ def select_device(name: str) -> torch.device:
 
 
 def autocast_for(device: torch.device, amp) -> contextlib.AbstractContextManager:
-    """bf16 autocast when asked for; `auto` turns it on for CUDA only (on CPU it measured slower)."""
-    enabled = (device.type == "cuda") if amp == "auto" else bool(amp)
-    if not enabled:
+    """bf16 autocast when asked for; `auto` turns it on for CUDA only (a CPU recipe opts in with amp: true)."""
+    if not amp_enabled(device, amp):
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def amp_enabled(device: torch.device, amp) -> bool:
+    return (device.type == "cuda") if amp == "auto" else bool(amp)
 
 
 def one_cycle_lr(step: int, total: int, peak: float, warmup_fraction: float) -> float:
