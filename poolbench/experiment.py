@@ -23,7 +23,7 @@ from poolbench.report import TrainProgress, config_summary, console, results_tab
 from poolbench.results import (CHECKPOINT_FILE, METRICS_FILE, load_checkpoint, new_metrics,
                                write_json)
 from poolbench.shifts import Normalizer
-from poolbench.speed import add_mfu, flops_per_image, matmul_flops_per_s, throughput
+from poolbench.speed import add_mfu, flops_per_image, matmul_rate_once, throughput
 from poolbench.train import amp_enabled, autocast_for, load_resume, select_device, stop_on_signals, train
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def measure(cfg, model, data, device) -> dict:
                        bool(cfg.train.channels_last))
     # MFU against the matmul rate of the precision the model runs in (bf16 under autocast)
     matmul_dtype = torch.bfloat16 if amp_enabled(device, cfg.train.amp) else torch.float32
-    speed = add_mfu(speed, flops, matmul_flops_per_s(device, dtype=matmul_dtype))
+    speed = add_mfu(speed, flops, matmul_rate_once(device, matmul_dtype))
     speed["matmul_dtype"] = str(matmul_dtype).removeprefix("torch.")
     return {
         "accuracy": {"test": results["accuracy"]},

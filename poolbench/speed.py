@@ -10,6 +10,7 @@ step counts as 3x the forward FLOPs (forward + backward, the usual convention).
 from __future__ import annotations
 
 import contextlib
+import functools
 import copy
 import statistics
 import time
@@ -47,6 +48,13 @@ def matmul_flops_per_s(device: torch.device, size: int = 2048, iters: int = 5,
     b = torch.randn(size, size, device=device, dtype=dtype)
     seconds = _median_seconds(lambda: torch.mm(a, b), device, warmup=2, iters=iters)
     return 2 * size**3 / seconds
+
+
+@functools.lru_cache(maxsize=None)
+def matmul_rate_once(device: torch.device, dtype: torch.dtype = torch.float32) -> float:
+    """The matmul rate measured once per process: jobs that share a process (a basic or joblib
+    sweep) need not spend a second on it each."""
+    return matmul_flops_per_s(device, dtype=dtype)
 
 
 def _pool_flops(*args, out_shape=None, **kwargs) -> int:
