@@ -124,6 +124,9 @@ def train(cfg, model: torch.nn.Module, data: TensorData, device: torch.device,
     steps_per_epoch = n // batch_size
     total_steps = steps_per_epoch * int(tc.epochs)
     autocast = autocast_for(device, tc.amp)
+    # Plain Python values for the hot loop: OmegaConf lookups cost microseconds each, every step.
+    peak_lr, warmup_fraction, smoothing = float(tc.lr), float(tc.warmup_fraction), float(tc.label_smoothing)
+    max_shift, flip = int(tc.augment.shift), bool(tc.augment.flip)
     first_step, perm, loss_sum = 0, None, None
     if resume is not None:
         state = TrainState(int(resume["epoch"]), float(resume["train_seconds"]), list(resume["history"]))
@@ -151,18 +154,18 @@ def train(cfg, model: torch.nn.Module, data: TensorData, device: torch.device,
             if progress is not None:
                 progress.start_epoch(epoch + 1, int(tc.epochs), steps_per_epoch)
             for step in range(first_step, steps_per_epoch):
-                lr = one_cycle_lr(epoch * steps_per_epoch + step, total_steps, tc.lr, tc.warmup_fraction)
+                lr = one_cycle_lr(epoch * steps_per_epoch + step, total_steps, peak_lr, warmup_fraction)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 idx = perm[step * batch_size:(step + 1) * batch_size]
                 images = data.train_x[idx]
-                if tc.augment.shift:
-                    images = random_shift(images, int(tc.augment.shift), generator)
-                if tc.augment.flip:
+                if max_shift:
+                    images = random_shift(images, max_shift, generator)
+                if flip:
                     images = random_flip(images, generator)
                 with autocast:
                     loss = F.cross_entropy(model(normalize(images)), data.train_y[idx],
-                                           label_smoothing=tc.label_smoothing)
+                                           label_smoothing=smoothing)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
