@@ -46,11 +46,13 @@ def _hydra_main(overrides: list[str], multirun: bool) -> None:
 
     def task(cfg):
         hc = HydraConfig.get()
-        from poolbench.sweep import finished_job
+        from poolbench.sweep import earlier_attempt
 
-        done = finished_job(hc)  # a rerun of a sweep skips the jobs that already completed
+        done, stopped = earlier_attempt(hc)  # a rerun of a sweep skips finished jobs, continues stopped ones
         if done is not None:
             return done
+        if stopped is not None and not cfg.train.get("resume"):
+            cfg.train.resume = str(stopped)
         try:
             return run_experiment(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task))
         except (Exception, KeyboardInterrupt) as err:
@@ -60,10 +62,21 @@ def _hydra_main(overrides: list[str], multirun: bool) -> None:
             return None
 
     main = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=CONFIG_NAME)(task)
+    sweep_dir = None
+    if multirun and not any(arg.startswith("-") for arg in overrides):
+        from poolbench.sweep import pin_sweep_dir
+
+        overrides, sweep_dir = pin_sweep_dir(overrides)
     argv = sys.argv
     sys.argv = ["poolbench", *(["--multirun"] if multirun else []), *overrides]
     try:
         main()
+    except KeyboardInterrupt:
+        if sweep_dir is not None:  # Hydra skips on_multirun_end after Ctrl-C: summarize here
+            from poolbench.sweep import summarize_interrupted
+
+            summarize_interrupted(sweep_dir, overrides)
+        raise
     finally:
         sys.argv = argv
     if failures:
@@ -124,6 +137,8 @@ def sweep(ctx: typer.Context,
         _hydra_main(overrides, multirun=True)
     except PoolbenchError as err:
         _fail(err)
+    except KeyboardInterrupt:  # as `run`: finished jobs are summarized, stopped ones keep a checkpoint
+        raise typer.Exit(130) from None
 
 
 @app.command()

@@ -22,7 +22,7 @@ class TrainProgress:
     def __init__(self, out: Console = console):
         self.progress = Progress(
             TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[speed]:,.0f} img/s"),
+            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]}"),
             TextColumn("{task.fields[result]}"), TimeElapsedColumn(),
             console=out, transient=False,
         )
@@ -36,14 +36,15 @@ class TrainProgress:
         self.progress.stop()
 
     def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
+        # the loss is read from the device every few steps: until the first read, show a dash
         self.task = self.progress.add_task("train", total=steps, epoch=f"{epoch}/{epochs}",
-                                           loss=float("nan"), speed=0.0, result="")
+                                           loss="  -   ", speed="- img/s", result="")
 
     def update(self, step: int, loss: float, images_per_s: float) -> None:
-        self.progress.update(self.task, completed=step, loss=loss, speed=images_per_s)
+        self.progress.update(self.task, completed=step, loss=f"{loss:.4f}", speed=f"{images_per_s:,.0f} img/s")
 
     def end_epoch(self, loss: float, test_accuracy: float) -> None:
-        self.progress.update(self.task, loss=loss, result=f"test acc {test_accuracy:.2%}")
+        self.progress.update(self.task, loss=f"{loss:.4f}", result=f"test acc {test_accuracy:.2%}")
 
 
 def _si(value: float) -> str:

@@ -67,8 +67,14 @@ def _pool_flops(*args, out_shape=None, **kwargs) -> int:
 
 
 def _reduce_flops(*args, out_shape=None, **kwargs) -> int:
-    """Global average pool, softmax and weighted sums: about one FLOP per input element."""
+    """Global average pool, softmax and sums: about one FLOP per input element."""
     return _numel(args[0])
+
+
+def _elementwise_flops(*args, out_shape=None, **kwargs) -> int:
+    """Element-wise arithmetic (the weighting inside softpool, lp, attention, mixed, gated...):
+    one FLOP per output element; broadcasting makes the output the larger shape."""
+    return _numel(out_shape)
 
 
 def _numel(shape) -> int:
@@ -78,16 +84,22 @@ def _numel(shape) -> int:
     return total
 
 
+# Counted besides convolutions and matmuls: pooling and the arithmetic that operators are built
+# from (a gate's sigmoid included). The network's own ReLUs and BatchNorms and data movement
+# (pad, interpolate, copies) are left out: every operator's network has the same ones.
 POOLING_FLOPS = {
     aten.max_pool2d: _pool_flops,
     aten.max_pool2d_with_indices: _pool_flops,
     aten.avg_pool2d: _pool_flops,
     aten.fractional_max_pool2d: _pool_flops,
     aten._adaptive_avg_pool2d: _reduce_flops,
-    aten.mean.dim: _reduce_flops,
+    aten.mean: _reduce_flops,
     aten._softmax: _reduce_flops,
-    aten.mul.Tensor: _reduce_flops,
-    aten.sum.dim_IntList: _reduce_flops,
+    aten.sum: _reduce_flops,
+    # keyed by op packet (aten.mul, not aten.mul.Tensor): FlopCounterMode looks ops up that way
+    **{op: _elementwise_flops for op in (
+        aten.add, aten.sub, aten.rsub, aten.mul, aten.div, aten.exp, aten.pow, aten.abs,
+        aten.sigmoid, aten.where, aten.clamp, aten.clamp_min)},
 }
 
 

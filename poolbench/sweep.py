@@ -1,4 +1,4 @@
-"""Sweeps: the default grid, the end-of-multirun aggregation, skipping finished jobs, threads.
+"""Sweeps: the default grid, the end-of-multirun aggregation, reruns, threads.
 
 Hydra's `on_multirun_end` callback gets no job results (a launcher may have run the jobs in
 other processes or on other machines), so it reads each job's metrics.json from the sweep
@@ -9,12 +9,15 @@ jobs when `threads=auto`.
 from __future__ import annotations
 
 import os
+import re
+import shlex
 from datetime import datetime
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
 from poolbench.errors import UsageError
+from poolbench.results import CHECKPOINT_FILE, METRICS_FILE
 
 # `poolbench sweep` = `poolbench run -m` with these values for any key the user did not name.
 DEFAULT_GRID = {"pool": "max,avg,strided,global,fractional,attention", "seed": "0,1,2"}
@@ -76,33 +79,114 @@ def failed_jobs_in_last_multirun() -> tuple[int, int]:
     return _last["failed"], _last["jobs"]
 
 
-# ---------------------------------------------------------------- skipping finished jobs
+# ---------------------------------------------------------------- reruns: skip, resume, rerun
 
-def finished_job(hydra_config) -> dict | None:
-    """In a multirun, the metrics of this job's earlier complete run, if its directory holds one.
+def earlier_attempt(hydra_config) -> tuple[dict | None, Path | None]:
+    """In a multirun, what an earlier run of this same job left in the sweep directory.
 
-    A rerun of the same sweep into the same sweep directory then reruns only the jobs that
-    failed, were interrupted or never started. Single runs always run.
+    Returns (metrics, None) when a run with the same overrides completed: the job is skipped.
+    Returns (None, run_dir) when one stopped with a checkpoint (interrupted, or killed before
+    it could write metrics.json, as by SIGKILL or a cluster's preemption): the job continues
+    from it. Else (None, None): the job runs from the start. Jobs are matched by their set of
+    overrides, not by folder or order, so a widened grid (which renumbers the job folders)
+    still finds them. Single runs always run.
     """
-    import json
-
     from hydra.types import RunMode
 
     from poolbench.report import console
-    from poolbench.results import METRICS_FILE
 
     if hydra_config.mode != RunMode.MULTIRUN:
-        return None
-    path = Path(hydra_config.runtime.output_dir) / METRICS_FILE
+        return None, None
+    wanted = sorted(hydra_config.overrides.task)
+    own = Path(hydra_config.runtime.output_dir)
+    complete, resumable = None, []
+    for run_dir, status, overrides, metrics in _earlier_jobs(_sweep_dir(hydra_config)):
+        if sorted(overrides) != wanted:
+            continue
+        if status == "complete":
+            complete = (metrics, run_dir)
+        elif status in ("interrupted", "running", "killed") and (run_dir / CHECKPOINT_FILE).is_file():
+            resumable.append(run_dir)
+    if complete is not None:
+        console.print(f"[dim]skipped {own.name}: already complete ({complete[1]})[/]", soft_wrap=True)
+        return complete[0], None
+    if resumable:  # the newest checkpoint goes furthest
+        run_dir = max(resumable, key=lambda d: (d / CHECKPOINT_FILE).stat().st_mtime)
+        console.print(f"[dim]{own.name}: continuing the stopped run in {run_dir}[/]", soft_wrap=True)
+        return None, run_dir
+    return None, None
+
+
+def _sweep_dir(hydra_config) -> Path:
+    """The sweep directory as an absolute path (jobs may run with hydra.job.chdir=true)."""
+    return Path(hydra_config.runtime.cwd) / str(hydra_config.sweep.dir)
+
+
+def _earlier_jobs(sweep_dir: Path):
+    """(run_dir, status, overrides, metrics) of every job folder below the sweep directory; a
+    folder without metrics.json (its job was killed) reads its overrides from .hydra/."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    from poolbench.aggregate import find_run_dirs
+
     try:
-        metrics = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    same_job = metrics.get("run", {}).get("overrides") == list(hydra_config.overrides.task)
-    if metrics.get("status") != "complete" or not same_job:
-        return None
-    console.print(f"[dim]skipped {path.parent.name}: already complete ({path})[/]", soft_wrap=True)
-    return metrics
+        run_dirs = find_run_dirs([sweep_dir])
+    except UsageError:  # a first run: nothing there yet
+        return
+    for run_dir in run_dirs:
+        try:
+            metrics = json.loads((run_dir / METRICS_FILE).read_text())
+            yield run_dir, metrics.get("status"), list(metrics.get("run", {}).get("overrides", [])), metrics
+        except FileNotFoundError:
+            try:
+                overrides = OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")
+            except Exception:
+                continue
+            yield run_dir, "killed", [str(o) for o in overrides], None
+        except (OSError, ValueError):
+            continue
+
+
+def pin_sweep_dir(overrides: list[str]) -> tuple[list[str], Path]:
+    """The sweep directory, resolved now and passed to Hydra explicitly.
+
+    The config's `${now:...}` pattern (or the user's own hydra.sweep.dir) would otherwise be
+    resolved inside Hydra, and a launcher may run the jobs in other processes: pinned, this
+    process knows where the jobs write, to summarize them after Ctrl-C and to tell the user
+    how to continue.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from poolbench.config import CONFIG_NAME, config_dir
+
+    def is_sweep_dir(override: str) -> bool:
+        return override.lstrip("+").split("=", 1)[0] == "hydra.sweep.dir"
+
+    given = [o for o in overrides if is_sweep_dir(o)]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            sweep_dir = str(compose(CONFIG_NAME, overrides=given, return_hydra_config=True).hydra.sweep.dir)
+    finally:
+        GlobalHydra.instance().clear()
+    quoted = sweep_dir if re.fullmatch(r"[\w./:@-]+", sweep_dir) else "'" + sweep_dir.replace("'", "\\'") + "'"
+    return [o for o in overrides if not is_sweep_dir(o)] + [f"hydra.sweep.dir={quoted}"], Path(sweep_dir)
+
+
+def summarize_interrupted(sweep_dir: Path, overrides: list[str]) -> None:
+    """After Ctrl-C: the table of what finished, and the command that continues the sweep."""
+    from poolbench.report import console
+
+    if any(sweep_dir.glob("*/metrics.json")):
+        try:
+            aggregate([sweep_dir], sweep_dir, title=f"sweep {sweep_dir} (interrupted)")
+        except Exception as err:  # the summary is a courtesy here: never hide the interrupt behind it
+            console.print(f"[yellow]no comparison:[/] {err}", soft_wrap=True)
+    console.print(f"sweep interrupted; continue it with: poolbench run -m {shlex.join(overrides)}",
+                  soft_wrap=True)
 
 
 # ---------------------------------------------------------------- threads per job

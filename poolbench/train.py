@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 
 from poolbench.data import TensorData
 from poolbench.errors import RunError, UsageError
@@ -132,9 +133,13 @@ def train(cfg, model: torch.nn.Module, data: TensorData, device: torch.device,
         state = TrainState(int(resume["epoch"]), float(resume["train_seconds"]), list(resume["history"]))
         first_step, perm, loss_sum = _restore(resume, model, optimizer, generator, device, steps_per_epoch)
     stop = stop or StopRequest()
+    # The settings go into every checkpoint: a resume checks against them even after the run's
+    # folder was reused (a sweep job continued in place rewrites its .hydra/config.yaml first).
+    settings = OmegaConf.to_container(cfg, resolve=True)
 
     def checkpoint(step: int, perm=None, loss_sum=None) -> None:
         save_checkpoint(checkpoint_path, {
+            "config": settings,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
@@ -230,25 +235,22 @@ RESUME_MAY_DIFFER = ("train.resume", "threads", "device", "eval.", "data.root", 
 
 def load_resume(cfg) -> dict:
     """The checkpoint of the run named by train.resume, after checking it trained the same thing."""
-    from omegaconf import OmegaConf
-
     from poolbench.config import load_run_config
     from poolbench.results import CHECKPOINT_FILE, load_checkpoint
 
     run_dir = Path(str(cfg.train.resume)).expanduser()
-    saved = load_run_config(run_dir)
-
-    def flat(node) -> dict:
-        return _flatten(OmegaConf.to_container(node, resolve=True))
-
-    now, then = flat(cfg), flat(saved)
+    saved = load_run_config(run_dir)  # also says clearly when run_dir is not a run
+    path = run_dir / CHECKPOINT_FILE
+    ckpt = load_checkpoint(path) if path.is_file() else None
+    now = _flatten(OmegaConf.to_container(cfg, resolve=True))
+    then = _flatten(ckpt["config"] if ckpt and "config" in ckpt else OmegaConf.to_container(saved, resolve=True))
     differ = sorted(key for key in set(now) | set(then)
                     if now.get(key) != then.get(key) and not key.startswith(RESUME_MAY_DIFFER))
     if differ:
         shown = ", ".join(f"{k}={now.get(k)} (run has {then.get(k)})" for k in differ[:4])
         raise UsageError(f"train.resume={run_dir} continues that run, but these settings differ: {shown}; "
                          "pass the run's own overrides (see its .hydra/overrides.yaml).")
-    return load_checkpoint(run_dir / CHECKPOINT_FILE)
+    return ckpt if ckpt is not None else load_checkpoint(path)  # the latter says the checkpoint is missing
 
 
 def _flatten(tree, prefix: str = "") -> dict:

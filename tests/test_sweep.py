@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import statistics
 from pathlib import Path
 
@@ -134,3 +135,96 @@ def test_sweep_through_submitit_local(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert [(row["configuration"]["pool"], row["n"]) for row in summary["rows"]] == [("max", 1), ("avg", 1)]
     assert all((tmp_path / name).is_file() for name in OUTPUT_FILES)
+
+
+def _hydra_config(sweep_dir: Path, job_dir: str, overrides: list[str]):
+    from types import SimpleNamespace
+
+    from hydra.types import RunMode
+
+    return SimpleNamespace(mode=RunMode.MULTIRUN, sweep=SimpleNamespace(dir=sweep_dir.name),
+                           runtime=SimpleNamespace(output_dir=str(sweep_dir / job_dir), cwd=str(sweep_dir.parent)),
+                           overrides=SimpleNamespace(task=overrides))
+
+
+def _job(sweep_dir: Path, job_dir: str, overrides: list[str], status: str | None, checkpoint: bool = False) -> Path:
+    """A job folder as a run leaves it; status None: killed before it wrote metrics.json."""
+    run_dir = sweep_dir / job_dir
+    (run_dir / ".hydra").mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create(overrides), run_dir / ".hydra" / "overrides.yaml")
+    if status is not None:
+        (run_dir / "metrics.json").write_text(json.dumps({"status": status, "run": {"overrides": overrides}}))
+    if checkpoint:
+        (run_dir / "model.pt").write_bytes(b"checkpoint")
+    return run_dir.resolve()
+
+
+def test_a_rerun_finds_earlier_jobs_by_their_overrides_not_their_folder(tmp_path):
+    # seed=0,1 widened to seed=0,1,2 puts pool=avg seed=0 in another numbered folder
+    sweep_dir = tmp_path / "sweep"
+    avg0, avg1, max0 = ["pool=avg", "seed=0"], ["pool=avg", "seed=1"], ["pool=max", "seed=0"]
+    _job(sweep_dir, "2_pool=avg,seed=0", avg0, "complete")
+    stopped = _job(sweep_dir, "3_pool=avg,seed=1", avg1, "interrupted", checkpoint=True)
+    _job(sweep_dir, "0_pool=max,seed=0", max0, "failed", checkpoint=True)
+    metrics, resume = sweep.earlier_attempt(_hydra_config(sweep_dir, "3_pool=avg,seed=0", avg0))
+    assert metrics["status"] == "complete" and resume is None
+    # the same overrides in another order (`pool=... seed=...` vs the default grid's `seed=... pool=...`)
+    assert sweep.earlier_attempt(_hydra_config(sweep_dir, "4_pool=avg,seed=1", avg1[::-1])) == (None, stopped)
+    assert sweep.earlier_attempt(_hydra_config(sweep_dir, "0_pool=max,seed=0", max0)) == (None, None)  # failed: rerun
+    assert sweep.earlier_attempt(_hydra_config(sweep_dir, "5_pool=avg,seed=2", ["pool=avg", "seed=2"])) == (None, None)
+
+
+def test_a_killed_job_continues_from_its_checkpoint_and_one_without_runs_again(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    killed = _job(sweep_dir, "0_pool=avg,seed=0", ["pool=avg", "seed=0"], None, checkpoint=True)
+    _job(sweep_dir, "1_pool=avg,seed=1", ["pool=avg", "seed=1"], "interrupted")  # stopped before its first checkpoint
+    assert sweep.earlier_attempt(_hydra_config(sweep_dir, "0_pool=avg,seed=0", ["pool=avg", "seed=0"])) == (None, killed)
+    assert sweep.earlier_attempt(_hydra_config(sweep_dir, "1_pool=avg,seed=1", ["pool=avg", "seed=1"])) == (None, None)
+    assert sweep.earlier_attempt(_hydra_config(tmp_path / "new", "0_pool=avg,seed=0", ["pool=avg"])) == (None, None)
+
+
+def test_the_sweep_directory_is_resolved_once_and_passed_on(tmp_path):
+    overrides, sweep_dir = sweep.pin_sweep_dir(["pool=max,avg"])
+    assert overrides == ["pool=max,avg", f"hydra.sweep.dir={sweep_dir}"]
+    assert re.fullmatch(r"outputs/sweeps/\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d", str(sweep_dir))  # the config's pattern
+    given = tmp_path / "my sweep"
+    overrides, sweep_dir = sweep.pin_sweep_dir([f"++hydra.sweep.dir={given}", "seed=0"])
+    assert sweep_dir == given and overrides == ["seed=0", f"hydra.sweep.dir='{given}'"]
+
+
+def test_ctrl_c_summarizes_the_sweep_and_a_rerun_continues_the_stopped_job(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from test_faults import LONG
+
+    args = [*LONG, "pool=max,avg", "seed=0", f"hydra.sweep.dir={tmp_path}"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="120")
+    process = subprocess.Popen([sys.executable, "-m", "poolbench", "sweep", *args], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("0_*/model.pt")):  # the first job has finished an epoch
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, out + err
+    assert "Traceback" not in out + err
+    assert "continue it with: poolbench run -m" in out and f"hydra.sweep.dir={tmp_path}" in out.replace("\n", "")
+    (first,) = _metrics(tmp_path)
+    assert first["status"] == "interrupted"
+    summary = json.loads((tmp_path / "summary.json").read_text())  # the table of what there was
+    assert [run["status"] for run in summary["failed"]] == ["interrupted"]
+
+    again = run_cli("sweep", *args)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    by_pool = {m["run"]["pool"]: m for m in _metrics(tmp_path)}
+    assert {pool: m["status"] for pool, m in by_pool.items()} == {"max": "complete", "avg": "complete"}
+    job_dir = next(tmp_path.glob("0_*"))
+    assert by_pool["max"]["run"]["resumed_from"] == str(job_dir)
+    # the epoch before the interrupt is carried over (its timing too), not trained again
+    assert by_pool["max"]["history"][0] == first["history"][0] and len(by_pool["max"]["history"]) == 6
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [row["n"] for row in summary["rows"]] == [1, 1] and not summary["failed"]

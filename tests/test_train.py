@@ -127,3 +127,19 @@ def test_one_cycle_warms_up_then_decays_to_zero():
     values = [one_cycle_lr(s, 100, 1.0, 0.2) for s in range(100)]
     assert values[19] == pytest.approx(1.0) and values[0] == pytest.approx(0.05)
     assert all(a >= b for a, b in zip(values[19:], values[20:])) and values[-1] < 0.02
+
+
+def test_resume_checks_against_the_settings_saved_in_the_checkpoint(tmp_path):
+    # A sweep job continued in its own folder has its .hydra/config.yaml rewritten before it
+    # starts: the checkpoint's copy of the settings is what the run really trained with.
+    from omegaconf import OmegaConf
+
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    cfg, data, model = setup(SMALL[:-5] + ["train.epochs=1", "threads=1"])
+    train(cfg, model, data, CPU, run / "model.pt")
+    edited = compose_config(SMALL[:-5] + ["train.epochs=1", "threads=1", "train.lr=0.05"])
+    OmegaConf.save(edited, run / ".hydra" / "config.yaml")
+    with pytest.raises(UsageError, match=r"train.lr=0.05 \(run has 0.1\)"):
+        load_resume(compose_config(SMALL[:-5] + ["train.epochs=1", "threads=1", "train.lr=0.05", f"train.resume={run}"]))
+    assert load_resume(compose_config(SMALL[:-5] + ["train.epochs=1", "threads=1", f"train.resume={run}"]))["epoch"] == 1
