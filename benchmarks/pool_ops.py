@@ -5,7 +5,8 @@ Usage: python benchmarks/pool_ops.py [--batch 256] [--channels 16] [--size 28] [
 Prints the minimum and median over `reps` interleaved repetitions (channels_last input, as in
 training), relative to max pooling in the same process, and the same for `attention` written
 the straightforward way (unfold the 2x2 windows, softmax over the last dimension), which the
-registry's avg_pool-based form replaced.
+registry's avg_pool-based form replaced, and for `fractional` through torch's own kernel
+(`F.fractional_max_pool2d`), which the registry's max_pool + gather form replaced.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import statistics
 import time
 
 import torch
+import torch.nn.functional as F
 
 from poolbench.pools import build_pool, pool_names
 
@@ -24,6 +26,13 @@ def unfold_attention(pool: torch.nn.Module):
         x = x[..., : x.shape[-2] // 2 * 2, : x.shape[-1] // 2 * 2]
         windows = lambda t: t.unfold(2, 2, 2).unfold(3, 2, 2).flatten(-2)  # noqa: E731
         return (windows(x) * torch.softmax(windows(pool.logit(x)), -1)).sum(-1)
+    return forward
+
+
+def torch_kernel_fractional(pool: torch.nn.Module):
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        size = (int(x.shape[-2] * pool.ratio), int(x.shape[-1] * pool.ratio))
+        return F.fractional_max_pool2d(x, 2, output_size=size)
     return forward
 
 
@@ -42,6 +51,7 @@ def main() -> None:
     for name in pool_names():
         ops[name] = build_pool({"name": name}, args.channels).to(memory_format=torch.channels_last).train()
     ops["attention (unfold)"] = unfold_attention(ops["attention"])
+    ops["fractional (torch)"] = torch_kernel_fractional(ops["fractional"])
     times: dict[str, list[float]] = {name: [] for name in ops}
     for _ in range(args.reps):
         for name, op in ops.items():

@@ -1,3 +1,4 @@
+import pytest
 import torch
 from omegaconf import OmegaConf
 from torch import nn
@@ -50,3 +51,27 @@ def test_predict_is_batch_size_independent():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(36, 4))
     assert torch.equal(predict(model, x, NORM, 5), predict(model, x, NORM, 23))
+
+
+def reference_consistency(model, x, eval_cfg):
+    """DESIGN.md's definition computed the plain way: two full passes per shift pair."""
+    generator = torch.Generator().manual_seed(int(eval_cfg.seed))
+    s, n, agreements = int(eval_cfg.max_shift), len(x), []
+    for _ in range(int(eval_cfg.shift_pairs)):
+        o = torch.randint(-s, s + 1, (2, 2, n), generator=generator)
+        first = predict(model, x, NORM, 5, offsets=(o[0, 0], o[0, 1]), mode=eval_cfg.shift_mode)
+        second = predict(model, x, NORM, 5, offsets=(o[1, 0], o[1, 1]), mode=eval_cfg.shift_mode)
+        agreements.append((first == second).sum().item() / n)
+    return sum(agreements) / len(agreements)
+
+
+def test_consistency_reusing_predictions_equals_the_plain_definition():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 3))  # shift-sensitive, deterministic
+    x = torch.randint(0, 255, (200, 1, 6, 6), dtype=torch.uint8)
+    for mode in ("circular", "translate"):
+        cfg = OmegaConf.merge(EVAL, {"shift_pairs": 4, "shift_mode": mode, "seed": 3})
+        result = invariance(model, x, torch.zeros(200, dtype=torch.long), NORM, cfg)["invariance"]
+        expected = reference_consistency(model, x, cfg)
+        assert 0.2 < expected < 0.95  # the check can tell a wrong pairing from a right one
+        assert result["consistency"] == pytest.approx(expected, abs=1e-12)

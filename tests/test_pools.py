@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from poolbench.errors import UsageError
 from poolbench.pools import POOLS, build_pool, get_spec
+from poolbench.pools.basic import fractional_max_pool_2x2
 
 NAMES = sorted(POOLS)
 CHANNELS = 4
@@ -186,6 +187,35 @@ def test_fractional_trains_with_random_regions_and_evaluates_fixed():
     first = pool.train()(x)
     torch.manual_seed(2)
     assert not torch.equal(first, pool(x))  # training draws new regions
+
+
+@pytest.mark.parametrize("shape, out_size", [
+    ((4, 16, 28, 28), (19, 19)), ((4, 8, 13, 9), (9, 6)), ((3, 5, 5, 5), (3, 3)), ((2, 3, 2, 3), (1, 2)),
+])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fractional_matches_torch_kernel_values_and_gradients(shape, out_size, channels_last):
+    x = torch.randn(shape)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    samples = torch.rand(shape[0], shape[1], 2)
+    ours = fractional_max_pool_2x2(x, out_size, samples)
+    torch_kernel = F.fractional_max_pool2d(x, 2, output_size=out_size, _random_samples=samples)
+    assert torch.equal(ours, torch_kernel)
+    grad = torch.randn_like(ours)
+    assert torch.equal(torch.autograd.grad(ours, x, grad)[0], torch.autograd.grad(torch_kernel, x, grad)[0])
+
+
+def test_fractional_training_draws_the_same_regions_as_torch():
+    # resuming a run relies on the same global-generator draws as torch's own op
+    x = torch.randn(2, 4, 13, 13)
+    pool = make("fractional").train()
+    torch.manual_seed(3)
+    ours = pool(x)
+    torch.manual_seed(3)
+    assert torch.equal(ours, F.fractional_max_pool2d(x, 2, output_size=(9, 9)))
+    fixed = torch.full((2, 4, 2), 0.5)
+    assert torch.equal(pool.eval()(x), F.fractional_max_pool2d(x, 2, output_size=(9, 9), _random_samples=fixed))
 
 
 # --- options and names ------------------------------------------------------------------------

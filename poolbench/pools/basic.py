@@ -60,7 +60,8 @@ class FractionalMaxPool(nn.Module):
     """Fractional max pooling (Graham 2014) whose evaluation is deterministic.
 
     torch draws new pooling regions on every forward, evaluation included; in eval mode we
-    pass fixed region offsets (u = 0.5) so the same input always gives the same output.
+    use fixed region offsets (u = 0.5) so the same input always gives the same output.
+    Training draws u from torch's global generator exactly as `F.fractional_max_pool2d` does.
     """
 
     def __init__(self, ratio: float):
@@ -69,10 +70,12 @@ class FractionalMaxPool(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out_size = (max(1, int(x.shape[-2] * self.ratio)), max(1, int(x.shape[-1] * self.ratio)))
-        samples = None
-        if not self.training:
-            samples = torch.full((x.shape[0], x.shape[1], 2), 0.5, dtype=x.dtype, device=x.device)
-        return F.fractional_max_pool2d(x, 2, output_size=out_size, _random_samples=samples)
+        shape = (x.shape[0], x.shape[1], 2)
+        if self.training:
+            samples = torch.rand(shape, dtype=x.dtype, device=x.device)
+        else:
+            samples = torch.full(shape, 0.5, dtype=x.dtype, device=x.device)
+        return fractional_max_pool_2x2(x, out_size, samples)
 
     def extra_repr(self) -> str:
         return f"ratio={self.ratio:.4f}"
@@ -86,3 +89,36 @@ class FractionalMaxPool(nn.Module):
 )
 def _fractional(channels: int, ratio: float = 1 / math.sqrt(2)) -> nn.Module:
     return FractionalMaxPool(ratio)
+
+
+def fractional_max_pool_2x2(x: torch.Tensor, out_size: tuple[int, int], samples: torch.Tensor) -> torch.Tensor:
+    """`F.fractional_max_pool2d(x, 2, output_size=out_size, _random_samples=samples)`, faster.
+
+    Same regions, values and gradients as torch's kernel (tests compare them), but built from
+    a stride-1 2x2 max pool and one gather of the chosen window corners: torch's CPU kernel
+    is a scalar loop that also drops channels_last (benchmarks/pool_ops.py measures both).
+    """
+    n, c, h, w = x.shape
+    windows = F.max_pool2d(x, 2, stride=1)                      # (N, C, H-1, W-1)
+    rows = _region_starts(samples[..., 1], h, out_size[0])      # torch: sample 1 is for H
+    cols = _region_starts(samples[..., 0], w, out_size[1])
+    corners = rows[..., :, None] * (w - 1) + cols[..., None, :]  # (N, C, oh, ow) flat indices
+    picked = torch.gather(windows.reshape(n, c, -1), 2, corners.reshape(n, c, -1))
+    return picked.view(n, c, *out_size)
+
+
+def _region_starts(samples: torch.Tensor, in_size: int, out_size: int) -> torch.Tensor:
+    """Per plane, the first row (or column) of each 2-wide region: torch's interval rule.
+
+    alpha = (in - 2) / (out - 1); start[i] = int((i + u) * alpha) - int(u * alpha) for
+    i < out - 1, and the last region ends at the border. Computed in float32 as torch's
+    CPU kernel does for float inputs, whatever the input's dtype.
+    """
+    u = samples.float()
+    last = torch.full((*u.shape, 1), in_size - 2, dtype=torch.long, device=u.device)
+    if out_size == 1:
+        return last
+    alpha = torch.tensor((in_size - 2) / (out_size - 1), dtype=torch.float32, device=u.device)
+    i = torch.arange(out_size - 1, dtype=torch.float32, device=u.device)
+    starts = ((i + u[..., None]) * alpha).long() - (u * alpha).long()[..., None]
+    return torch.cat([starts, last], -1)

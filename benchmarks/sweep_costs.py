@@ -1,0 +1,94 @@
+"""Where a sweep job's time goes: training step and evaluation pass of the whole model, per operator.
+
+Usage: python benchmarks/sweep_costs.py [--pools max,avg,...] [--threads 1] [--reps 7]
+
+Each job of a joblib sweep runs on one thread, so that is the default. For every operator of the
+default sweep grid (and `fractional (torch)`: the same model with torch's own fractional kernel,
+the form the registry replaced) it times, interleaved over `reps` rounds, the MNIST SmallCNN's
+training step (batch 128, SGD, channels_last) and an evaluation pass (`evaluate.predict` over
+2,048 images) at eval batch sizes 64, 128 and 256, and prints medians in images/s. Ratios are
+only meaningful within one run of this script (the machine is shared and noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from poolbench.evaluate import predict
+from poolbench.model import SmallCNN
+from poolbench.pools.basic import FractionalMaxPool
+from poolbench.sweep import DEFAULT_GRID
+
+EVAL_BATCHES = (64, 128, 256)
+
+
+def torch_kernel_fractional(module: FractionalMaxPool):
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        size = (int(x.shape[-2] * module.ratio), int(x.shape[-1] * module.ratio))
+        samples = None if module.training else torch.full((x.shape[0], x.shape[1], 2), 0.5)
+        return F.fractional_max_pool2d(x, 2, output_size=size, _random_samples=samples)
+    return forward
+
+
+def build(name: str) -> SmallCNN:
+    torch.manual_seed(0)
+    pool = name.split(" ")[0]
+    model = SmallCNN(1, 28, 10, [16, 32, 64], {"name": pool}).to(memory_format=torch.channels_last)
+    if name == "fractional (torch)":
+        for layer in model.features:
+            if isinstance(layer, FractionalMaxPool):
+                layer.forward = torch_kernel_fractional(layer)
+    return model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pools", default=DEFAULT_GRID["pool"] + ",fractional (torch)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--reps", type=int, default=7)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    names = args.pools.split(",")
+    models = {name: build(name) for name in names}
+    optimizers = {name: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9) for name, m in models.items()}
+    images = torch.randint(0, 256, (2048, 1, 28, 28), dtype=torch.uint8)
+    batch = images[:128].float().contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, 10, (128,))
+
+    def normalize(chunk: torch.Tensor) -> torch.Tensor:
+        return chunk.float().div_(255).contiguous(memory_format=torch.channels_last)
+
+    def train_step(name: str) -> None:
+        model = models[name].train()
+        loss = F.cross_entropy(model(batch), labels)
+        optimizers[name].zero_grad()
+        loss.backward()
+        optimizers[name].step()
+
+    rates: dict[tuple[str, str], list[float]] = {}
+    for rep in range(args.reps + 1):  # the first round is warm-up
+        for name in names:
+            start = time.perf_counter()
+            train_step(name)
+            seconds = {"train 128": time.perf_counter() - start}
+            for eval_batch in EVAL_BATCHES:
+                start = time.perf_counter()
+                predict(models[name], images, normalize, eval_batch)
+                seconds[f"eval {eval_batch}"] = (time.perf_counter() - start) / len(images) * 128
+            if rep:
+                for column, value in seconds.items():
+                    rates.setdefault((name, column), []).append(128 / value)
+    columns = ["train 128"] + [f"eval {b}" for b in EVAL_BATCHES]
+    print(f"images/s, median of {args.reps} interleaved rounds, {args.threads} thread(s), MNIST SmallCNN")
+    print(f"{'pool':<20}" + "".join(f"{c:>12}" for c in columns))
+    for name in names:
+        print(f"{name:<20}" + "".join(f"{statistics.median(rates[(name, c)]):>12,.0f}" for c in columns))
+
+
+if __name__ == "__main__":
+    main()
