@@ -18,7 +18,7 @@ from poolbench.config import validate
 from poolbench.data import load_dataset
 from poolbench.errors import PoolbenchError, RunError
 from poolbench.evaluate import invariance
-from poolbench.model import build_model, count_params
+from poolbench.model import build_model, count_params, inference_copy
 from poolbench.report import TrainProgress, config_summary, console, results_table, shift_table
 from poolbench.results import (CHECKPOINT_FILE, METRICS_FILE, load_checkpoint, new_metrics,
                                write_json)
@@ -111,13 +111,14 @@ def measure(cfg, model, data, device) -> dict:
     """Accuracy, invariance, throughput with MFU, params and FLOPs of a trained model."""
     normalize = Normalizer(cfg.data.mean, cfg.data.std, device, cfg.train.channels_last)
     autocast = autocast_for(device, cfg.train.amp)
-    results = invariance(model, data.test_x, data.test_y, normalize, cfg.eval, autocast)
+    inference = inference_copy(model)
+    results = invariance(inference, data.test_x, data.test_y, normalize, cfg.eval, autocast)
     input_shape = (int(cfg.data.channels), int(cfg.data.image_size), int(cfg.data.image_size))
     flops = flops_per_image(model, input_shape)
     tp = cfg.eval.throughput
     speed = throughput(model, input_shape, int(cfg.data.num_classes), device, int(tp.batch_size),
                        int(tp.warmup), int(tp.iters), autocast_for(device, cfg.train.amp),
-                       bool(cfg.train.channels_last))
+                       bool(cfg.train.channels_last), inference_model=inference)
     # MFU against the matmul rate of the precision the model runs in (bf16 under autocast)
     matmul_dtype = torch.bfloat16 if amp_enabled(device, cfg.train.amp) else torch.float32
     speed = add_mfu(speed, flops, matmul_rate_once(device, matmul_dtype))

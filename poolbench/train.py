@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 from poolbench.data import TensorData
 from poolbench.errors import RunError, UsageError
 from poolbench.evaluate import predict
+from poolbench.model import inference_copy
 from poolbench.results import save_checkpoint
 from poolbench.shifts import Normalizer, random_flip, random_shift
 
@@ -224,7 +225,7 @@ def _restore(ckpt: dict, model, optimizer, generator, device, steps_per_epoch: i
 
 
 def accuracy(model, images, labels, normalize, batch_size, device, amp) -> float:
-    preds = predict(model, images, normalize, batch_size, autocast_for(device, amp))
+    preds = predict(inference_copy(model), images, normalize, batch_size, autocast_for(device, amp))
     return (preds == labels).sum().item() / max(1, labels.numel())
 
 
