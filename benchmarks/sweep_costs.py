@@ -6,7 +6,9 @@ Each job of a joblib sweep runs on one thread, so that is the default. For every
 default sweep grid (and `fractional (torch)`: the same model with torch's own fractional kernel,
 the form the registry replaced) it times, interleaved over `reps` rounds, the MNIST SmallCNN's
 training step (batch 128, SGD, channels_last) and an evaluation pass (`evaluate.predict` over
-2,048 images) at eval batch sizes 64, 128 and 256, and prints medians in images/s. Ratios are
+2,048 images) at eval batch sizes 64, 128 and 256 with the model as trained, and at 128 with
+the BatchNorm-folded copy that evaluation runs (`model.inference_copy`), and prints medians in
+images/s. Ratios are
 only meaningful within one run of this script (the machine is shared and noisy).
 """
 
@@ -20,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from poolbench.evaluate import predict
-from poolbench.model import SmallCNN
+from poolbench.model import SmallCNN, inference_copy
 from poolbench.pools.basic import FractionalMaxPool
 from poolbench.sweep import DEFAULT_GRID
 
@@ -80,10 +82,14 @@ def main() -> None:
                 start = time.perf_counter()
                 predict(models[name], images, normalize, eval_batch)
                 seconds[f"eval {eval_batch}"] = (time.perf_counter() - start) / len(images) * 128
+            folded = inference_copy(models[name])
+            start = time.perf_counter()
+            predict(folded, images, normalize, 128)
+            seconds["folded 128"] = (time.perf_counter() - start) / len(images) * 128
             if rep:
                 for column, value in seconds.items():
                     rates.setdefault((name, column), []).append(128 / value)
-    columns = ["train 128"] + [f"eval {b}" for b in EVAL_BATCHES]
+    columns = ["train 128"] + [f"eval {b}" for b in EVAL_BATCHES] + ["folded 128"]
     print(f"images/s, median of {args.reps} interleaved rounds, {args.threads} thread(s), MNIST SmallCNN")
     print(f"{'pool':<20}" + "".join(f"{c:>12}" for c in columns))
     for name in names:

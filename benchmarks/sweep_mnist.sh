@@ -34,6 +34,12 @@ jobs = "?"
 if (Path(sweep_dir) / "summary.json").exists():
     rows = json.loads((Path(sweep_dir) / "summary.json").read_text())["rows"]
     jobs = f"{sum(len(r['runs']) for r in rows)} jobs, {sum(r['n'] for r in rows)} complete"
+metrics = [(path.stat().st_mtime, json.loads(path.read_text())) for path in Path(sweep_dir).glob("*/metrics.json")]
+job_seconds = sum(m.get("time", {}).get("total_s", 0.0) for _, m in metrics)
+last_end = max((t for t, _ in metrics), default=end)
+split = (f"- where the time went: {job_seconds:.0f} s of job time in all (`time.total_s` summed over "
+         f"the jobs, about {job_seconds / 2:.0f} s per worker); the last job ended {last_end - start:.0f} s "
+         f"after the start; {end - last_end:.0f} s after it (aggregation, plots, exit)\n")
 table = summary.read_text().replace("# ", "## ", 1) if summary.exists() else "(no summary.md: the sweep did not finish)\n"
 text = f"""# Benchmark: the default sweep on MNIST
 
@@ -42,7 +48,7 @@ text = f"""# Benchmark: the default sweep on MNIST
   torch {torch.__version__}, Python {platform.python_version()}
 - wall time: **{seconds / 60:.1f} min** ({seconds:.0f} s) for {jobs}, exit status {status}
 - target: within 20 minutes on a 2-core machine
-- sweep directory: `{sweep_dir}` (per-job metrics.json, summary files, plots)
+{split}- sweep directory: `{sweep_dir}` (per-job metrics.json, summary files, plots)
 
 {table}"""
 out = Path("benchmarks/sweep_mnist.md")

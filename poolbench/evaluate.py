@@ -38,8 +38,12 @@ def predict(model, images: torch.Tensor, normalize, batch_size: int,
 
 
 def invariance(model, images: torch.Tensor, labels: torch.Tensor, normalize, eval_cfg,
-               autocast: contextlib.AbstractContextManager | None = None) -> dict:
-    """Test accuracy plus consistency, shift_accuracy[d] and flip_rate_1px."""
+               autocast: contextlib.AbstractContextManager | None = None,
+               base: torch.Tensor | None = None) -> dict:
+    """Test accuracy plus consistency, shift_accuracy[d] and flip_rate_1px.
+
+    `base`: the model's unshifted predictions when already made (training's last test pass).
+    """
     max_shift, mode, batch = int(eval_cfg.max_shift), str(eval_cfg.shift_mode), int(eval_cfg.batch_size)
     n = images.shape[0]
 
@@ -56,7 +60,9 @@ def invariance(model, images: torch.Tensor, labels: torch.Tensor, normalize, eva
         known[(dy + max_shift) * side + dx + max_shift] = predictions.cpu()
         return predictions
 
-    base = remember(0, 0, predict(model, images, normalize, batch, autocast))
+    if base is None:
+        base = predict(model, images, normalize, batch, autocast)
+    base = remember(0, 0, base)
     shift_accuracy = {"0": _share(base == labels)}
     flip_rate = 0.0
     for d in range(1, max_shift + 1):

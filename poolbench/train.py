@@ -63,6 +63,8 @@ class TrainState:
     epoch: int = 0                      # epochs completed
     train_seconds: float = 0.0          # cumulative, evaluation excluded
     history: list = field(default_factory=list)
+    # the last epoch's unshifted test predictions: evaluation reuses them (not checkpointed)
+    test_predictions: torch.Tensor | None = None
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -191,7 +193,9 @@ def train(cfg, model: torch.nn.Module, data: TensorData, device: torch.device,
             first_step = 0
             epoch_loss = (loss_sum / steps_per_epoch).item()
             state.train_seconds += time.perf_counter() - started
-            test_accuracy = accuracy(model, data.test_x, data.test_y, normalize, cfg.eval.batch_size, device, tc.amp)
+            state.test_predictions = predict(inference_copy(model), data.test_x, normalize, cfg.eval.batch_size,
+                                             autocast_for(device, tc.amp))
+            test_accuracy = (state.test_predictions == data.test_y).sum().item() / max(1, data.test_y.numel())
             state.epoch = epoch + 1
             state.history.append({"epoch": epoch + 1, "train_loss": round(epoch_loss, 6),
                                   "test_accuracy": test_accuracy, "seconds": round(state.train_seconds, 3)})
@@ -222,11 +226,6 @@ def _restore(ckpt: dict, model, optimizer, generator, device, steps_per_epoch: i
     if step == 0:
         return 0, None, None
     return step, ckpt["perm"].to(device), ckpt["loss_sum"].to(device)
-
-
-def accuracy(model, images, labels, normalize, batch_size, device, amp) -> float:
-    preds = predict(inference_copy(model), images, normalize, batch_size, autocast_for(device, amp))
-    return (preds == labels).sum().item() / max(1, labels.numel())
 
 
 # Keys that may change when a run is resumed: where data lives, machine settings, evaluation.

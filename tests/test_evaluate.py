@@ -75,3 +75,15 @@ def test_consistency_reusing_predictions_equals_the_plain_definition():
         expected = reference_consistency(model, x, cfg)
         assert 0.2 < expected < 0.95  # the check can tell a wrong pairing from a right one
         assert result["consistency"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_given_unshifted_predictions_are_used_as_they_are():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 3))
+    x = torch.randint(0, 255, (50, 1, 6, 6), dtype=torch.uint8)
+    labels = torch.zeros(50, dtype=torch.long)
+    computed = invariance(model, x, labels, NORM, EVAL)
+    assert invariance(model, x, labels, NORM, EVAL, base=predict(model, x, NORM, 7)) == computed
+    # they really are the ones used: all-wrong predictions give accuracy 0 and move flip rate
+    reused = invariance(model, x, labels, NORM, EVAL, base=torch.ones(50, dtype=torch.long) * 2)
+    assert reused["accuracy"] == 0.0 and reused["invariance"]["flip_rate_1px"] != computed["invariance"]["flip_rate_1px"]
