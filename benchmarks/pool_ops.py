@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from poolbench.pools import build_pool, pool_names
+from poolbench.pools.basic import FractionalMaxPool
 
 
 def unfold_attention(pool: torch.nn.Module):
@@ -29,11 +30,13 @@ def unfold_attention(pool: torch.nn.Module):
     return forward
 
 
-def torch_kernel_fractional(pool: torch.nn.Module):
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        size = (int(x.shape[-2] * pool.ratio), int(x.shape[-1] * pool.ratio))
-        return F.fractional_max_pool2d(x, 2, output_size=size)
-    return forward
+class TorchKernelFractional(FractionalMaxPool):
+    """The registry's fractional pool through torch's own kernel (fixed regions in eval mode)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = (int(x.shape[-2] * self.ratio), int(x.shape[-1] * self.ratio))
+        samples = None if self.training else torch.full((x.shape[0], x.shape[1], 2), 0.5)
+        return F.fractional_max_pool2d(x, 2, output_size=size, _random_samples=samples)
 
 
 def main() -> None:
@@ -51,7 +54,7 @@ def main() -> None:
     for name in pool_names():
         ops[name] = build_pool({"name": name}, args.channels).to(memory_format=torch.channels_last).train()
     ops["attention (unfold)"] = unfold_attention(ops["attention"])
-    ops["fractional (torch)"] = torch_kernel_fractional(ops["fractional"])
+    ops["fractional (torch)"] = TorchKernelFractional(ops["fractional"].ratio).train()
     times: dict[str, list[float]] = {name: [] for name in ops}
     for _ in range(args.reps):
         for name, op in ops.items():

@@ -25,16 +25,9 @@ from poolbench.evaluate import predict
 from poolbench.model import SmallCNN, inference_copy
 from poolbench.pools.basic import FractionalMaxPool
 from poolbench.sweep import DEFAULT_GRID
+from pool_ops import TorchKernelFractional  # benchmarks/, the script's own folder
 
 EVAL_BATCHES = (64, 128, 256)
-
-
-def torch_kernel_fractional(module: FractionalMaxPool):
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        size = (int(x.shape[-2] * module.ratio), int(x.shape[-1] * module.ratio))
-        samples = None if module.training else torch.full((x.shape[0], x.shape[1], 2), 0.5)
-        return F.fractional_max_pool2d(x, 2, output_size=size, _random_samples=samples)
-    return forward
 
 
 def build(name: str) -> SmallCNN:
@@ -42,9 +35,9 @@ def build(name: str) -> SmallCNN:
     pool = name.split(" ")[0]
     model = SmallCNN(1, 28, 10, [16, 32, 64], {"name": pool}).to(memory_format=torch.channels_last)
     if name == "fractional (torch)":
-        for layer in model.features:
+        for i, layer in enumerate(model.features):
             if isinstance(layer, FractionalMaxPool):
-                layer.forward = torch_kernel_fractional(layer)
+                model.features[i] = TorchKernelFractional(layer.ratio)
     return model
 
 

@@ -86,10 +86,9 @@ def invariance(model, images: torch.Tensor, labels: torch.Tensor, normalize, eva
         wanted = (codes == code).any(0).any(0) & (known[code] < 0)
         if wanted.any():
             index = wanted.nonzero().squeeze(1)
-            dy, dx = divmod(code, side)
-            fill = torch.full((len(index),), 0, dtype=torch.long)
+            dy, dx = (torch.full((len(index),), k - max_shift) for k in divmod(code, side))
             known[code, index] = predict(model, images[index.to(images.device)], normalize, batch, autocast,
-                                         offsets=(fill + dy - max_shift, fill + dx - max_shift), mode=mode).cpu()
+                                         offsets=(dy, dx), mode=mode).cpu()
     image_index = torch.arange(n)
     agreements = [_share(known[codes[p, 0], image_index] == known[codes[p, 1], image_index])
                   for p in range(pairs)]

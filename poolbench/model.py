@@ -126,8 +126,5 @@ def inference_copy(model: nn.Module) -> nn.Module:
         for i in range(len(block) - 1):
             conv, norm = block[i], block[i + 1]
             if isinstance(conv, nn.Conv2d) and type(norm) is nn.BatchNorm2d and norm.running_mean is not None:
-                fused = fuse_conv_bn_eval(conv, norm)
-                if conv.weight.is_contiguous(memory_format=torch.channels_last):
-                    fused.weight.data = fused.weight.data.contiguous(memory_format=torch.channels_last)
-                block[i], block[i + 1] = fused, nn.Identity()
+                block[i], block[i + 1] = fuse_conv_bn_eval(conv, norm), nn.Identity()
     return folded

@@ -91,7 +91,6 @@ POOLING_FLOPS = {
     aten.max_pool2d: _pool_flops,
     aten.max_pool2d_with_indices: _pool_flops,
     aten.avg_pool2d: _pool_flops,
-    aten.fractional_max_pool2d: _pool_flops,
     aten._adaptive_avg_pool2d: _reduce_flops,
     aten.mean: _reduce_flops,
     aten._softmax: _reduce_flops,
@@ -129,9 +128,7 @@ def throughput(model: torch.nn.Module, input_shape: tuple[int, int, int], num_cl
     autocast = autocast or contextlib.nullcontext()
 
     was_training = model.training
-    model.eval()
-
-    inference_model = (inference_model or model).eval()
+    inference_model = (model if inference_model is None else inference_model).eval()
 
     def infer():
         with torch.inference_mode(), autocast:
