@@ -1,4 +1,4 @@
-"""How fast an image-folder archive becomes tensors: the choices behind poolbench/data_folder.py.
+"""How fast an image-folder archive becomes tensors: the choices behind poolbench/data/decode.py.
 
     python benchmarks/decode_images.py /path/to/cifar10-jpg.tar.xz [--sample 10000] [--threads 1]
 
@@ -39,8 +39,8 @@ def main() -> None:
     from PIL import Image
     from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
-    from poolbench.archives import iter_files
-    from poolbench.data_folder import load_image_folder
+    from poolbench.data.archives import iter_files
+    from poolbench.data.imagefolder import load_image_folder
 
     blobs, read_s = timed(lambda: [b for name, b in iter_files(args.archive) if b and name.suffix == ".jpg"])
     sample = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs[: args.sample]]

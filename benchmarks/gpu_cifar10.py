@@ -30,8 +30,8 @@ from torch import nn
 
 from poolbench.config import compose_config
 from poolbench.data import load_dataset
+from poolbench.data.transforms import Normalizer, random_flip, random_shift
 from poolbench.pools import build_pool
-from poolbench.shifts import Normalizer, random_flip, random_shift
 
 
 def conv_bn(c_in: int, c_out: int) -> list[nn.Module]:
@@ -77,7 +77,8 @@ def train_once(data, args, device, seed: int) -> dict:
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     n = data.train_x.shape[0]
     steps_per_epoch = n // args.batch
-    total = steps_per_epoch * args.epochs if args.max_steps is None else min(args.max_steps, steps_per_epoch * args.epochs)
+    total = steps_per_epoch * args.epochs
+    total = total if args.max_steps is None else min(args.max_steps, total)
     warmup = max(1, int(0.2 * total))
 
     def make_optimizer():

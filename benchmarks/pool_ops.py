@@ -54,7 +54,7 @@ def main() -> None:
     for name in pool_names():
         ops[name] = build_pool({"name": name}, args.channels).to(memory_format=torch.channels_last).train()
     ops["attention (unfold)"] = unfold_attention(ops["attention"])
-    ops["fractional (torch)"] = TorchKernelFractional(ops["fractional"].ratio).train()
+    ops["fractional (torch)"] = TorchKernelFractional(args.channels, ops["fractional"].ratio).train()
     times: dict[str, list[float]] = {name: [] for name in ops}
     for _ in range(args.reps):
         for name, op in ops.items():

@@ -20,12 +20,12 @@ import time
 
 import torch
 import torch.nn.functional as F
+from pool_ops import TorchKernelFractional  # benchmarks/, the script's own folder
 
 from poolbench.evaluate import predict
 from poolbench.model import SmallCNN, inference_copy
 from poolbench.pools.basic import FractionalMaxPool
-from poolbench.sweep import DEFAULT_GRID
-from pool_ops import TorchKernelFractional  # benchmarks/, the script's own folder
+from poolbench.sweep.grid import DEFAULT_GRID
 
 EVAL_BATCHES = (64, 128, 256)
 
@@ -37,7 +37,7 @@ def build(name: str) -> SmallCNN:
     if name == "fractional (torch)":
         for i, layer in enumerate(model.features):
             if isinstance(layer, FractionalMaxPool):
-                model.features[i] = TorchKernelFractional(layer.ratio)
+                model.features[i] = TorchKernelFractional(model.features[i - 3].out_channels, layer.ratio)
     return model
 
 

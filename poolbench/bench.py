@@ -8,18 +8,20 @@ changes during the table still compares each row with its own ceiling.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from rich.table import Table
 
-from poolbench.config import compose_config, group_options
+from poolbench.config import compose_config
 from poolbench.errors import UsageError
-from poolbench.model import build_model, count_params
+from poolbench.model import count_params
 from poolbench.pools import pool_names
-from poolbench.speed import add_mfu, flops_per_image, matmul_flops_per_s, throughput
-from poolbench.train import autocast_for, select_device
+from poolbench.report import console as default_console
+from poolbench.report import model_label
+from poolbench.results import write_json
+from poolbench.runtime import autocast_for, model_on, select_device, set_threads
+from poolbench.speed import add_mfu, count_flops, matmul_flops_per_s, throughput
 
 
 def split_pool_override(overrides: list[str]) -> tuple[list[str], list[str]]:
@@ -38,35 +40,27 @@ def split_pool_override(overrides: list[str]) -> tuple[list[str], list[str]]:
 
 
 def operator_config(name: str, overrides: list[str]):
-    """The composed config for one operator: its own configs/pool/<name>.yaml when there is one."""
-    if name in group_options("pool"):
-        return compose_config([*overrides, f"pool={name}"])
-    cfg = compose_config(overrides)  # registered in code only: default options
-    cfg.pool = {"name": name}
-    return cfg
+    """The composed config for one operator, with its default options."""
+    return compose_config([*overrides, f"pool={name}"])
 
 
 def bench_operator(cfg, device: torch.device) -> dict:
     """Params, FLOPs, images/s and MFU of one operator's network (fresh weights)."""
     torch.manual_seed(int(cfg.seed))
-    model = build_model(cfg).to(device)
+    model = model_on(cfg, device)
     channels_last = bool(cfg.train.channels_last)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
     shape = (int(cfg.data.channels), int(cfg.data.image_size), int(cfg.data.image_size))
-    flops = flops_per_image(model, shape)
+    flops, uncounted = count_flops(model, shape)
     tp = cfg.eval.throughput
     speed = throughput(model, shape, int(cfg.data.num_classes or 10), device, int(tp.batch_size),
                        int(tp.warmup), int(tp.iters), autocast_for(device, cfg.train.amp), channels_last)
     speed = add_mfu(speed, flops, matmul_flops_per_s(device))
-    return {"pool": cfg.pool.name, "params": count_params(model), "flops_per_image": flops, **speed}
+    return {"pool": cfg.pool.name, "params": count_params(model), "flops_per_image": flops,
+            "flops_uncounted": uncounted, **speed}
 
 
 def run_bench(overrides: list[str], out: Path | None = None, console=None) -> list[dict]:
     """Bench every operator (or those named by pool=...), print one table, optionally save JSON."""
-    from poolbench.experiment import set_threads
-    from poolbench.report import console as default_console
-
     console = console or default_console
     pools, rest = split_pool_override(list(overrides))
     base = compose_config(rest)
@@ -79,10 +73,8 @@ def run_bench(overrides: list[str], out: Path | None = None, console=None) -> li
             rows.append(bench_operator(operator_config(name, rest), device))
     console.print(bench_table(rows, base, device))
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"device": device_name(device), "threads": torch.get_num_threads(),
-                                   "torch": torch.__version__, "overrides": list(overrides),
-                                   "rows": rows}, indent=2))
+        write_json(out, {"device": device_name(device), "threads": torch.get_num_threads(),
+                         "torch": torch.__version__, "overrides": list(overrides), "rows": rows})
         console.print(f"saved: {out}")
     return rows
 
@@ -96,16 +88,17 @@ def device_name(device: torch.device) -> str:
 def bench_table(rows: list[dict], cfg, device: torch.device) -> Table:
     tp = cfg.eval.throughput
     amp = "bf16 autocast" if isinstance(autocast_for(device, cfg.train.amp), torch.autocast) else "fp32"
-    table = Table(title=f"throughput: data={cfg.data.name} model={cfg.model.name}{list(cfg.model.channels)} "
+    table = Table(title=f"throughput: data={cfg.data.name} model={model_label(cfg.model)} "
                         f"batch {tp.batch_size}, {amp}, {device_name(device)}",
                   caption="MFU = FLOPs x images/s / dense fp32 matmul rate measured after each row; "
-                          "training counts 3x forward FLOPs")
+                          "training counts 3x forward FLOPs; +? = some ops could not be counted (-o JSON lists them)")
     table.add_column("pool", no_wrap=True)
     for column in ("params", "MFLOP /img", "infer img/s", "infer MFU", "train img/s", "train MFU",
                    "mm GFLOP/s"):
         table.add_column(column, justify="right")
     for row in rows:
-        table.add_row(row["pool"], f"{row['params']:,}", f"{row['flops_per_image'] / 1e6:.2f}",
+        flops = f"{row['flops_per_image'] / 1e6:.2f}" + ("+?" if row["flops_uncounted"] else "")
+        table.add_row(row["pool"], f"{row['params']:,}", flops,
                       f"{row['infer_images_per_s']:,.0f}", f"{row['infer_mfu']:.1%}",
                       f"{row['train_images_per_s']:,.0f}", f"{row['train_mfu']:.1%}",
                       f"{row['matmul_flops_per_s'] / 1e9:.0f}")

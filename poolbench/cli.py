@@ -1,35 +1,59 @@
 """The `poolbench` command line: Typer in front, Hydra behind, no experiment logic here.
 
 Overrides are handed to Hydra unchanged, so multirun, launchers, `hydra.run.dir=...` and
-`--cfg job` all keep working. Errors end in one sentence and an exit code (2: bad usage,
-1: a failed run); `--debug` shows the traceback instead.
+`--cfg job` all keep working. One error policy covers every command (`handle_errors`):
+a user's mistake exits 2, a failed run 1, Ctrl-C 130, each with one sentence; `--debug`,
+accepted anywhere on the line, shows the traceback instead.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from poolbench import config  # registers the operators' configs with Hydra (also in launcher workers)
 from poolbench.errors import PoolbenchError, RunError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Which downsampling operator should this CNN use? Train, evaluate, compare.")
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+DEBUG_FLAG = "--debug"
 
 _state = {"debug": False}
 
 
-def _fail(err: BaseException) -> None:
-    """Print one sentence (or the traceback under --debug) and exit with the error's code."""
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM ended the command: exit code 130 (what was kept was printed already)."""
+
+
+def handle_errors(command):
+    """The error policy of every command: one sentence and an exit code, or the traceback."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except (KeyboardInterrupt, Interrupted):
+            if _state["debug"]:
+                raise
+            raise typer.Exit(130) from None
+        except PoolbenchError as err:
+            _fail(str(err), err.exit_code, err)
+        except Exception as err:  # not a user's mistake: say so, and where to see the traceback
+            _fail(f"{type(err).__name__}: {err} (an unexpected error; rerun with --debug for the traceback)", 1, err)
+    return wrapper
+
+
+def _fail(message: str, code: int, err: BaseException) -> None:
     if _state["debug"]:
         raise err
     from poolbench.report import console
 
-    code = err.exit_code if isinstance(err, PoolbenchError) else 1
-    message = str(err) if isinstance(err, PoolbenchError) else f"{type(err).__name__}: {err}"
     console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
     raise typer.Exit(code)
 
@@ -39,15 +63,15 @@ def _hydra_main(overrides: list[str], multirun: bool) -> None:
     import hydra
     from hydra.core.hydra_config import HydraConfig
 
-    from poolbench.config import CONFIG_NAME, config_dir
-    from poolbench.experiment import run_experiment
+    from poolbench.sweep.callback import earlier_attempt, failed_jobs_in_last_multirun, pin_sweep_dir
 
     failures: list[BaseException] = []
 
     def task(cfg):
-        hc = HydraConfig.get()
-        from poolbench.sweep import earlier_attempt
+        config.register_configs()  # a launcher's worker process composes the job's config again
+        from poolbench.experiment import run_experiment
 
+        hc = HydraConfig.get()
         done, stopped = earlier_attempt(hc)  # a rerun of a sweep skips finished jobs, continues stopped ones
         if done is not None:
             return done
@@ -61,11 +85,9 @@ def _hydra_main(overrides: list[str], multirun: bool) -> None:
             failures.append(err)  # metrics.json already says "failed"; the next job still runs
             return None
 
-    main = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=CONFIG_NAME)(task)
+    main = hydra.main(version_base="1.3", config_path=str(config.config_dir()), config_name=config.CONFIG_NAME)(task)
     sweep_dir = None
-    if multirun and not any(arg.startswith("-") for arg in overrides):
-        from poolbench.sweep import pin_sweep_dir
-
+    if multirun and not _has_flags(overrides):
         overrides, sweep_dir = pin_sweep_dir(overrides)
     argv = sys.argv
     sys.argv = ["poolbench", *(["--multirun"] if multirun else []), *overrides]
@@ -73,7 +95,7 @@ def _hydra_main(overrides: list[str], multirun: bool) -> None:
         main()
     except KeyboardInterrupt:
         if sweep_dir is not None:  # Hydra skips on_multirun_end after Ctrl-C: summarize here
-            from poolbench.sweep import summarize_interrupted
+            from poolbench.sweep.callback import summarize_interrupted
 
             summarize_interrupted(sweep_dir, overrides)
         raise
@@ -83,179 +105,157 @@ def _hydra_main(overrides: list[str], multirun: bool) -> None:
         first = failures[0]
         if len(failures) > 1:
             first = RunError(f"{len(failures)} jobs failed; the first: {first}")
-        _fail(first)
+        raise first
     if multirun:  # jobs run by other processes (joblib, submitit) fail there: the sweep table counts them
-        from poolbench.sweep import failed_jobs_in_last_multirun
-
         failed, jobs = failed_jobs_in_last_multirun()
         if failed:
-            _fail(RunError(f"{failed} of {jobs} jobs did not complete; the table above lists them with their errors."))
+            raise RunError(f"{failed} of {jobs} jobs did not complete; the table above lists them with their errors.")
+
+
+def _has_flags(overrides: list[str]) -> bool:
+    """Hydra's own flags (--cfg, --info, ...) go straight through, unchecked."""
+    return any(arg.startswith("-") for arg in overrides)
+
+
+def _run_overrides(overrides: list[str], multirun: bool) -> None:
+    if not _has_flags(overrides):
+        config.check_overrides(overrides)
+    _hydra_main(overrides, multirun)
 
 
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")):
+def _root(debug: bool = typer.Option(False, DEBUG_FLAG, help="Show tracebacks instead of one-line errors "
+                                     "(accepted after any command too).")):
     _state["debug"] = debug
 
 
 @app.command(context_settings=PASS_THROUGH)
+@handle_errors
 def run(ctx: typer.Context,
-        multirun: bool = typer.Option(False, "-m", "--multirun", help="Hydra multirun over swept values."),
-        debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")):
+        multirun: bool = typer.Option(False, "-m", "--multirun", help="Hydra multirun over swept values.")):
     """Train and evaluate one configuration. OVERRIDES are Hydra overrides, e.g. pool=avg train.epochs=3."""
-    _state["debug"] = _state["debug"] or debug
-    overrides = list(ctx.args)
-    try:
-        from poolbench.config import check_overrides
-
-        if not any(arg.startswith("-") for arg in overrides):  # Hydra flags (--cfg, --info) go straight through
-            check_overrides(overrides)
-        _hydra_main(overrides, multirun)
-    except PoolbenchError as err:
-        _fail(err)
-    except KeyboardInterrupt:  # Ctrl-C / SIGTERM: metrics.json says "interrupted", a checkpoint is kept
-        raise typer.Exit(130) from None
+    _run_overrides(list(ctx.args), multirun)
 
 
 @app.command(context_settings=PASS_THROUGH)
-def sweep(ctx: typer.Context,
-          debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")):
+@handle_errors
+def sweep(ctx: typer.Context):
     """Every operator x seeds 0,1,2 (a Hydra multirun), then one comparison table, files and plots.
 
     OVERRIDES narrow or widen the grid: pool=max,avg seed=0,1,2,3,4 data=shapes.
     """
-    _state["debug"] = _state["debug"] or debug
+    from rich.markup import escape
+
     from poolbench.report import console
-    from poolbench.sweep import cli_command, with_default_grid
+    from poolbench.sweep.grid import cli_command, with_default_grid
 
     overrides = with_default_grid(list(ctx.args))
-    try:
-        from poolbench.config import check_overrides
-
-        if not any(arg.startswith("-") for arg in overrides):
-            check_overrides(overrides)
-        console.print(f"[dim]same as: {cli_command(overrides)}[/]", soft_wrap=True)
-        _hydra_main(overrides, multirun=True)
-    except PoolbenchError as err:
-        _fail(err)
-    except KeyboardInterrupt:  # as `run`: finished jobs are summarized, stopped ones keep a checkpoint
-        raise typer.Exit(130) from None
+    if not _has_flags(overrides):
+        config.check_overrides(overrides)
+    console.print(f"[dim]same as: {escape(cli_command(overrides))}[/]", soft_wrap=True)
+    _hydra_main(overrides, multirun=True)
 
 
 @app.command()
+@handle_errors
 def compare(dirs: list[Path] = typer.Argument(..., help="Run and sweep directories, in any mix."),
             out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where the summary files and plots go "
-                                               "(default: the one DIR given, else outputs/compare/<date>/<time>)."),
-            debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")):
+                                               "(default: the one DIR given, else outputs/compare/<date>/<time>).")):
     """Aggregate any runs and sweeps into one comparison table, summary files and plots."""
-    _state["debug"] = _state["debug"] or debug
-    try:
-        from poolbench.sweep import compare as compare_dirs
+    from poolbench.sweep.compare import compare as compare_dirs
 
-        compare_dirs(dirs, out)
-    except (PoolbenchError, Exception) as err:
-        _fail(err)
+    compare_dirs(dirs, out)
 
 
 @app.command("eval")
-def eval_(run_dir: Path = typer.Argument(..., help="A directory written by `poolbench run`."),
-          debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")):
+@handle_errors
+def eval_(run_dir: Path = typer.Argument(..., help="A directory written by `poolbench run`.")):
     """Reload a run's checkpoint and config, and measure it again."""
-    _state["debug"] = _state["debug"] or debug
-    try:
-        from poolbench.experiment import evaluate_run
+    from poolbench.experiment import evaluate_run
 
-        evaluate_run(run_dir)
-    except (PoolbenchError, Exception) as err:
-        _fail(err)
+    evaluate_run(run_dir)
 
 
 @app.command(context_settings=PASS_THROUGH)
+@handle_errors
 def bench(ctx: typer.Context,
-          out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also save the rows as JSON here."),
-          debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")):
+          out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also save the rows as JSON here.")):
     """Throughput and MFU of every operator, no training. OVERRIDES: pool=max,avg data=cifar10 threads=1 ..."""
-    _state["debug"] = _state["debug"] or debug
-    try:
-        from poolbench.bench import run_bench
+    from poolbench.bench import run_bench
 
-        run_bench(list(ctx.args), out)
-    except (PoolbenchError, Exception) as err:
-        _fail(err)
+    run_bench(list(ctx.args), out)
 
 
 @app.command("list")
+@handle_errors
 def list_():
-    """Operators (what each does, its options, parameters, output size, reference) and datasets."""
-    from poolbench.pools.catalog import dataset_table, operator_table
+    """Operators (what each does, options, parameters, output size, reference), backbones, datasets."""
+    from poolbench.catalog import backbone_table, dataset_table, operator_table, option_table
     from poolbench.report import console
 
     console.print(operator_table())
+    console.print(option_table())
+    console.print(backbone_table())
     console.print(dataset_table())
 
 
 @app.command()
-def demo(matrix: Optional[str] = typer.Option(None, "--input", "-i", help='Your own matrix instead of the '
-                                              'article\'s 4x4 example: rows split by ";", values by ",", e.g. "1,2;3,4".'),
-         debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")):
+@handle_errors
+def demo(matrix: Optional[str] = typer.Option(None, "--input", "-i", help="Your own matrix instead of the "
+                                              "article's 4x4 example: rows split by ';', values by ',', "
+                                              "e.g. '1,2;3,4'.")):
     """Every operator applied to the pooling article's 4x4 example (or --input), side by side."""
-    _state["debug"] = _state["debug"] or debug
-    try:
-        from poolbench.demo import show_demo
+    from poolbench.demo import show_demo
 
-        show_demo(matrix)
-    except PoolbenchError as err:
-        _fail(err)
+    show_demo(matrix)
 
 
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: fetch, check checksums, show what is where.")
 app.add_typer(data_app, name="data")
-DATASET_ARG = typer.Argument(None, help="mnist, cifar10, shapes or imagefolder (default: mnist and cifar10).")
+DATASET_ARG = typer.Argument(None, help="mnist, cifar10, fashion_mnist, kmnist, svhn, cifar100, shapes or imagefolder "
+                                         "(default: mnist and cifar10).")
 
 
-def _data_command(action, dataset: Optional[str], ctx: typer.Context, debug: bool) -> None:
-    _state["debug"] = _state["debug"] or debug
+def _data_command(action_name: str, dataset: Optional[str], ctx: typer.Context) -> None:
+    from poolbench.data import commands
     from poolbench.report import console
 
     overrides = list(ctx.args)
     if dataset and "=" in dataset:  # `poolbench data info data.root=...`: an override, no dataset named
         dataset, overrides = None, [dataset, *overrides]
-    try:
-        result = action(dataset, overrides)
-    except (PoolbenchError, Exception) as err:
-        _fail(err)
+    result = getattr(commands, action_name)(dataset, overrides)
     for item in result if isinstance(result, list) else [result]:
         console.print(item, soft_wrap=True)
 
 
 @data_app.command("download", context_settings=PASS_THROUGH)
-def data_download(ctx: typer.Context, dataset: Optional[str] = DATASET_ARG,
-                  debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")):
+@handle_errors
+def data_download(ctx: typer.Context, dataset: Optional[str] = DATASET_ARG):
     """Fetch DATASET through its source chain (overrides such as data.root=... or data.source=... apply)."""
-    from poolbench.datacmd import download
-
-    _data_command(download, dataset, ctx, debug)
+    _data_command("download", dataset, ctx)
 
 
 @data_app.command("verify", context_settings=PASS_THROUGH)
-def data_verify(ctx: typer.Context, dataset: Optional[str] = DATASET_ARG,
-                debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")):
+@handle_errors
+def data_verify(ctx: typer.Context, dataset: Optional[str] = DATASET_ARG):
     """Check DATASET's files against their checksums (image folders: decode every image); exit 1 on a failure."""
-    from poolbench.datacmd import verify
-
-    _data_command(verify, dataset, ctx, debug)
+    _data_command("verify", dataset, ctx)
 
 
 @data_app.command("info", context_settings=PASS_THROUGH)
-def data_info(ctx: typer.Context, dataset: Optional[str] = DATASET_ARG,
-              debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")):
+@handle_errors
+def data_info(ctx: typer.Context, dataset: Optional[str] = DATASET_ARG):
     """Path, size, samples, classes and source of DATASET (default: all), fetching nothing."""
-    from poolbench.datacmd import info
-
-    _data_command(info, dataset, ctx, debug)
+    _data_command("info", dataset, ctx)
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    app(args=argv, prog_name="poolbench")
+    """Entry point. `--debug` is a root option; given after a command (`poolbench run --debug ...`)
+    it is moved to the front, so every command accepts it the same way."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if DEBUG_FLAG in args:
+        args = [DEBUG_FLAG, *(a for a in args if a != DEBUG_FLAG)]
+    app(args=args, prog_name="poolbench")
 
 
 if __name__ == "__main__":

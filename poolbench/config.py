@@ -2,6 +2,9 @@
 
 The CLI checks every override here first (syntax, names, values), so a user mistake ends
 with one sentence and exit code 2 instead of a Hydra traceback halfway through a sweep.
+The `pool` group is not a folder of YAML files: each registered operator's config node
+(name plus its options' defaults, read from the operator's signature) is put into Hydra's
+ConfigStore when this module is imported, so the operator class is the one source of its defaults.
 """
 
 from __future__ import annotations
@@ -10,15 +13,32 @@ import re
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from poolbench.errors import UsageError
+from poolbench.errors import UsageError, first_line
+from poolbench.pools import POOLS, build_pool, pool_names
+from poolbench.pools.contract import check_operator
+from poolbench.pools.registry import CUSTOM
 
 CONFIG_NAME = "config"
+
+
+def register_configs() -> None:
+    """Put every registered operator's `pool` node into Hydra's ConfigStore (idempotent), and the
+    `custom` nodes that take a user's own class by `_target_` from the command line."""
+    store = ConfigStore.instance()
+    for spec in POOLS.values():
+        store.store(group="pool", name=spec.name, node=spec.config())
+    store.store(group="pool", name=CUSTOM, node={"name": CUSTOM, "_target_": None})
+    store.store(group="model", name=CUSTOM, node={"name": CUSTOM, "_target_": None})
+
+
+register_configs()
 
 
 def config_dir() -> Path:
@@ -31,22 +51,29 @@ def config_dir() -> Path:
 
 
 def group_options(group: str) -> list[str]:
-    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+    if group == "pool":
+        return [*pool_names(), CUSTOM]
+    names = [p.stem for p in (config_dir() / group).glob("*.yaml")]
+    return sorted(names + ([CUSTOM] if group == "model" else []))
 
 
-def compose_config(overrides: list[str]) -> DictConfig:
-    """Compose the config as Hydra would for `overrides` (no sweep values), checked."""
+def compose_config(overrides: list[str], hydra_config: bool = False, check: bool = True) -> DictConfig:
+    """Compose the config as Hydra would for `overrides` (no sweep values), checked.
+
+    `hydra_config`: keep the `hydra` node (sweep and run folders); `check`: run `validate`.
+    """
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-            cfg = compose(CONFIG_NAME, overrides=overrides)
+            cfg = compose(CONFIG_NAME, overrides=overrides, return_hydra_config=hydra_config)
     except OverrideParseException as err:
-        raise UsageError(f"Malformed override: {_first_line(err)} (write key=value, e.g. pool=avg).") from None
+        raise UsageError(f"Malformed override: {first_line(err)} (write key=value, e.g. pool=avg).") from None
     except (HydraException, OmegaConfBaseException) as err:
         raise UsageError(_explain(err)) from None
     finally:
         GlobalHydra.instance().clear()
-    validate(cfg)
+    if check:
+        validate(cfg)
     return cfg
 
 
@@ -59,11 +86,13 @@ def check_overrides(overrides: list[str]) -> None:
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except OverrideParseException as err:
-        raise UsageError(f"Malformed override: {_first_line(err)} (write key=value, e.g. pool=avg).") from None
+        raise UsageError(f"Malformed override: {first_line(err)} (write key=value, e.g. pool=avg).") from None
     base, choices = [], []
     for override in parsed:
         if override.is_hydra_override():
-            continue  # hydra.* and hydra/... are Hydra's own; it checks them itself
+            if override.get_key_element() == "hydra.searchpath":
+                base.append(override.input_line)  # the user's own config folders: needed to compose
+            continue  # the other hydra.* and hydra/... are Hydra's own; it checks them itself
         if override.is_sweep_override():
             values = [str(v) for v in override.sweep_string_iterator()]
             choices.append((len(base), override.get_key_element(), values))
@@ -80,14 +109,12 @@ def check_overrides(overrides: list[str]) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Value checks that Hydra's composition cannot make."""
-    from poolbench.pools import POOLS
-
     try:
-        _check_values(cfg, POOLS)
-        _check_model_builds(cfg)
+        _check_values(cfg)
     except (TypeError, ValueError, OmegaConfBaseException) as err:
-        raise UsageError(f"A config value has the wrong type ({_first_line(err)}): "
+        raise UsageError(f"A config value has the wrong type ({first_line(err)}): "
                          "numbers must be numbers, e.g. train.epochs=3.") from None
+    _check_model_builds(cfg)  # an error raised inside an operator or backbone stays its own
 
 
 def _check_model_builds(cfg: DictConfig) -> None:
@@ -98,15 +125,18 @@ def _check_model_builds(cfg: DictConfig) -> None:
     probe = cfg.copy()
     with open_dict(probe):
         probe.data.num_classes = probe.data.get("num_classes") or 2  # imagefolder: known after loading
+    if cfg.pool.get("_target_"):  # a user's own operator answers to the contract before it trains
+        check_operator(lambda channels: build_pool(cfg.pool, channels), 4, f"pool._target_={cfg.pool._target_}")
     build_model(probe)
 
 
-def _check_values(cfg: DictConfig, POOLS) -> None:
+def _check_values(cfg: DictConfig) -> None:
     def need(ok: bool, message: str) -> None:
         if not ok:
             raise UsageError(message)
 
-    need(cfg.pool.name in POOLS, f"Unknown pool '{cfg.pool.name}'; choose one of: {', '.join(sorted(POOLS))}.")
+    need(cfg.pool.name in POOLS or bool(cfg.pool.get("_target_")) or cfg.pool.name == CUSTOM,
+         f"Unknown pool '{cfg.pool.name}'; choose one of: {', '.join(pool_names())}, or give pool._target_.")
     need(int(cfg.train.epochs) >= 1, f"train.epochs must be at least 1, got {cfg.train.epochs}.")
     need(int(cfg.train.batch_size) >= 1, f"train.batch_size must be at least 1, got {cfg.train.batch_size}.")
     need(float(cfg.train.lr) > 0, f"train.lr must be positive, got {cfg.train.lr}.")
@@ -120,8 +150,9 @@ def _check_values(cfg: DictConfig, POOLS) -> None:
     need(int(cfg.eval.shift_pairs) >= 1, f"eval.shift_pairs must be at least 1, got {cfg.eval.shift_pairs}.")
     need(int(cfg.eval.batch_size) >= 1, f"eval.batch_size must be at least 1, got {cfg.eval.batch_size}.")
     need(str(cfg.device) in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got '{cfg.device}'.")
-    need(len(cfg.model.channels) >= 1 and all(int(c) >= 1 for c in cfg.model.channels),
-         f"model.channels must list at least one positive width, got {list(cfg.model.channels)}.")
+    if "channels" in cfg.model:
+        need(len(cfg.model.channels) >= 1 and all(int(c) >= 1 for c in cfg.model.channels),
+             f"model.channels must list at least one positive width, got {list(cfg.model.channels)}.")
 
 
 def load_run_config(run_dir: Path) -> DictConfig:
@@ -138,16 +169,9 @@ def load_run_config(run_dir: Path) -> DictConfig:
     return cfg
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    if not text and err.__cause__ is not None:  # Hydra often keeps the reason in the cause
-        return _first_line(err.__cause__)
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def _explain(err: Exception) -> str:
     """Turn a Hydra composition error into one sentence naming the valid choices."""
-    text = _first_line(err)
+    text = first_line(err)
     missing = re.search(r"Could not (?:find|load) '(\w+)/([^']*)'", text)
     if missing:
         group, choice = missing.groups()

@@ -70,7 +70,7 @@ def apply_operators(matrix: list[list[float]], names: list[str] | None = None) -
     for name in names or pool_names():
         spec = POOLS[name]
         torch.manual_seed(SEED)
-        pool = build_pool({"name": name}, 1).eval()
+        pool = build_pool(spec.config(), 1).eval()
         with torch.no_grad():
             y = pool(x) if spec.local else torch.nn.functional.adaptive_avg_pool2d(pool(x), 1)
         results.append(DemoResult(name, y[0, 0].tolist(), spec.size_rule, _note(name, pool, spec.local)))

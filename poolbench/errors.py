@@ -4,6 +4,8 @@ Both carry one sentence that names the fix; the CLI prints it without a tracebac
 `--debug` is given.
 """
 
+from __future__ import annotations
+
 
 class PoolbenchError(Exception):
     exit_code = 1
@@ -19,3 +21,15 @@ class RunError(PoolbenchError):
     """A run that started and could not finish (diverged, data unreadable, ...)."""
 
     exit_code = 1
+
+
+def first_line(err: BaseException | str | None, default: str = "") -> str:
+    """The first line of an error's text (or of its cause, where libraries such as Hydra keep
+    the reason), for one-sentence messages; `default` (or the type name) when it has none."""
+    if isinstance(err, BaseException):
+        text = str(err).strip()
+        if not text and err.__cause__ is not None:
+            return first_line(err.__cause__, default)
+        return text.splitlines()[0] if text else (default or type(err).__name__)
+    text = str(err or "").strip()
+    return text.splitlines()[0] if text else default

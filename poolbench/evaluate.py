@@ -1,4 +1,4 @@
-"""Accuracy and translation invariance (DESIGN.md section 4).
+"""Accuracy and translation invariance (the definitions: README "Metrics").
 
 All shifts come from a generator seeded with `eval.seed`, so every operator is measured on
 the same shifted images. Predictions run in large batches under `torch.inference_mode`.
@@ -10,7 +10,7 @@ import contextlib
 
 import torch
 
-from poolbench.shifts import shift_images
+from poolbench.data.transforms import shift_images
 
 AXIS_DIRECTIONS = ((1, 0), (-1, 0), (0, 1), (0, -1))  # down, up, right, left
 
@@ -43,6 +43,8 @@ def invariance(model, images: torch.Tensor, labels: torch.Tensor, normalize, eva
     """Test accuracy plus consistency, shift_accuracy[d] and flip_rate_1px.
 
     `base`: the model's unshifted predictions when already made (training's last test pass).
+    One function because the three metrics share one table of predictions per offset (`known`),
+    which is what lets the consistency draws reuse the shift-accuracy passes.
     """
     max_shift, mode, batch = int(eval_cfg.max_shift), str(eval_cfg.shift_mode), int(eval_cfg.batch_size)
     n = images.shape[0]

@@ -6,37 +6,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
+import shlex
 import time
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
+from rich.markup import escape
 
-from poolbench.config import validate
+from poolbench.config import load_run_config, validate
 from poolbench.data import load_dataset
+from poolbench.data.transforms import Normalizer
 from poolbench.errors import PoolbenchError, RunError
 from poolbench.evaluate import invariance
-from poolbench.model import build_model, count_params, inference_copy
+from poolbench.model import count_params, inference_copy
 from poolbench.report import TrainProgress, config_summary, console, results_table, shift_table
-from poolbench.results import (CHECKPOINT_FILE, METRICS_FILE, load_checkpoint, new_metrics,
-                               write_json)
-from poolbench.shifts import Normalizer
-from poolbench.speed import add_mfu, flops_per_image, matmul_rate_once, throughput
-from poolbench.train import amp_enabled, autocast_for, load_resume, select_device, stop_on_signals, train
+from poolbench.results import CHECKPOINT_FILE, METRICS_FILE, load_checkpoint, new_metrics, write_json
+from poolbench.runtime import amp_enabled, autocast_for, model_on, select_device, set_threads, stop_on_signals
+from poolbench.speed import add_mfu, count_flops, matmul_rate_once, throughput
+from poolbench.train import load_resume, train
 
 log = logging.getLogger(__name__)
-
-
-def set_threads(threads) -> None:
-    if threads in (None, "auto"):
-        from poolbench.sweep import auto_threads
-
-        count = auto_threads()  # parallel launcher jobs share the cores instead of fighting over them
-    else:
-        count = int(threads)
-    torch.set_num_threads(max(1, count))
 
 
 def run_experiment(cfg, run_dir: Path, overrides: list[str], show_progress: bool = True) -> dict:
@@ -66,11 +58,13 @@ def _run_experiment(cfg, run_dir: Path, overrides: list[str], show_progress: boo
             metrics["run"]["resumed_from"] = str(cfg.train.resume)
         data = load_dataset(cfg.data).to(device)
         log.info("data: %s from %s", data.name, data.source)
+        if data.unverified:  # data.allow_checksum_mismatch=true let these through: the run says so
+            metrics["run"]["checksum_mismatch"] = data.unverified
+            console.print(f"[yellow]warning:[/] used despite an MD5 mismatch: {', '.join(data.unverified)}",
+                          soft_wrap=True)
         torch.manual_seed(int(cfg.seed))
-        model = build_model(cfg).to(device)
-        if cfg.train.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        with TrainProgress() if show_progress else _NoProgress() as progress:
+        model = model_on(cfg, device)
+        with TrainProgress() if show_progress else contextlib.nullcontext() as progress:
             state = train(cfg, model, data, device, run_dir / CHECKPOINT_FILE, progress=progress,
                           resume=resume, stop=stop)
         metrics["history"] = state.history
@@ -86,7 +80,7 @@ def _run_experiment(cfg, run_dir: Path, overrides: list[str], show_progress: boo
             metrics["time"]["train_s"] = err.state.train_seconds
             metrics["resume_with"] = f"train.resume={run_dir}"
             again = [o for o in overrides if not o.startswith("train.resume=")] + [f"train.resume={run_dir}"]
-            console.print(f"interrupted: checkpoint saved; continue with: poolbench run {' '.join(again)}",
+            console.print(f"interrupted: checkpoint saved; continue with: poolbench run {escape(shlex.join(again))}",
                           soft_wrap=True)
         raise
     except PoolbenchError as err:
@@ -118,7 +112,7 @@ def measure(cfg, model, data, device, test_predictions: torch.Tensor | None = No
     inference = inference_copy(model)
     results = invariance(inference, data.test_x, data.test_y, normalize, cfg.eval, autocast, test_predictions)
     input_shape = (int(cfg.data.channels), int(cfg.data.image_size), int(cfg.data.image_size))
-    flops = flops_per_image(model, input_shape)
+    flops, uncounted = count_flops(model, input_shape)
     tp = cfg.eval.throughput
     speed = throughput(model, input_shape, int(cfg.data.num_classes), device, int(tp.batch_size),
                        int(tp.warmup), int(tp.iters), autocast_for(device, cfg.train.amp),
@@ -131,14 +125,13 @@ def measure(cfg, model, data, device, test_predictions: torch.Tensor | None = No
         "accuracy": {"test": results["accuracy"]},
         "invariance": results["invariance"],
         "throughput": speed,
-        "model": {"params": count_params(model), "flops_per_image": flops},
+        # flops_uncounted: ops that ran but have no FLOP formula, so flops_per_image is a lower bound
+        "model": {"params": count_params(model), "flops_per_image": flops, "flops_uncounted": uncounted},
     }
 
 
 def evaluate_run(run_dir: Path) -> dict:
     """Reload a run's config and checkpoint, measure it again and print the same tables."""
-    from poolbench.config import load_run_config
-
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
@@ -146,9 +139,7 @@ def evaluate_run(run_dir: Path) -> dict:
     device = select_device(str(cfg.device))
     started = time.perf_counter()
     data = load_dataset(cfg.data).to(device)
-    model = build_model(cfg).to(device)
-    if cfg.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = model_on(cfg, device)
     try:
         model.load_state_dict(checkpoint["model"])
     except (KeyError, RuntimeError):
@@ -163,11 +154,3 @@ def evaluate_run(run_dir: Path) -> dict:
     console.print(results_table(metrics, title=f"re-evaluated: {run_dir}"))
     console.print(shift_table(metrics))
     return metrics
-
-
-class _NoProgress:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False

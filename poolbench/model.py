@@ -1,8 +1,10 @@
-"""SmallCNN: the same network for every operator; only the downsampling slot changes.
+"""Building the network: a backbone with the configured operator at every downsampling point.
 
-Each stage is conv3x3 + BatchNorm + ReLU followed by the slot. The readout is either
-`flatten` (flatten the last feature map, then a linear classifier) or `gap` (global
-average pool, then the classifier). The model knows nothing of data or training.
+A backbone is any factory(in_channels, num_classes, image_size, make_pool, **options) named by
+`model._target_`: SmallCNN here (the default), the ResNets in resnet.py, or the user's own.
+SmallCNN's stages are conv3x3 + BatchNorm + ReLU followed by the slot; its readout is either
+`flatten` (flatten the last feature map, then a linear classifier) or `gap` (global average
+pool, then the classifier). The model knows nothing of data or training.
 """
 
 from __future__ import annotations
@@ -10,19 +12,23 @@ from __future__ import annotations
 import copy
 
 import torch
+from omegaconf import ListConfig
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from poolbench.errors import UsageError
-from poolbench.pools import build_pool, get_spec
+from poolbench.pools import build_pool
+from poolbench.pools.registry import check_options, is_local
+from poolbench.targets import import_target
 
 
 class SmallCNN(nn.Module):
-    def __init__(self, in_channels: int, image_size: int, num_classes: int,
-                 channels: list[int], pool_cfg, readout: str = "auto"):
+    """One stage per width in `channels`: conv3x3 + BatchNorm + ReLU, then the operator."""
+
+    def __init__(self, in_channels: int, num_classes: int, image_size: int, make_pool: PoolMaker, *,
+                 channels: list[int], readout: str):
         super().__init__()
-        spec = get_spec(pool_cfg["name"])
-        self.readout = resolve_readout(readout, spec.local, spec.name)
+        self.readout = resolve_readout(readout, make_pool.local, make_pool.name)
         layers: list[nn.Module] = []
         c_in = in_channels
         for width in channels:
@@ -30,14 +36,14 @@ class SmallCNN(nn.Module):
                 nn.Conv2d(c_in, width, 3, padding=1, bias=False),
                 nn.BatchNorm2d(width),
                 nn.ReLU(inplace=True),
-                build_pool(pool_cfg, width),
+                make_pool(width),
             ]
             c_in = width
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(
             GlobalAveragePool() if self.readout == "gap" else nn.Identity(), nn.Flatten()
         )
-        self.classifier = nn.Linear(self._feature_count(in_channels, image_size, spec.name), num_classes)
+        self.classifier = nn.Linear(self._feature_count(in_channels, image_size, make_pool.name), num_classes)
 
     def _feature_count(self, in_channels: int, image_size: int, pool_name: str) -> int:
         probe = torch.zeros(2, in_channels, image_size, image_size)
@@ -96,16 +102,37 @@ def resolve_readout(readout: str, local: bool, pool_name: str) -> str:
     return "flatten" if readout == "auto" else readout
 
 
-def build_model(cfg) -> SmallCNN:
-    """Build the network that `cfg` (the composed config) describes."""
-    return SmallCNN(
-        in_channels=cfg.data.channels,
-        image_size=cfg.data.image_size,
-        num_classes=cfg.data.num_classes,
-        channels=list(cfg.model.channels),
-        pool_cfg=cfg.pool,
-        readout=cfg.model.readout,
-    )
+class PoolMaker:
+    """`make_pool(channels)`: the configured operator for one downsampling point.
+
+    A backbone calls it at each point where it downsamples. `local` is False for pool=global
+    (the slots are identities, the readout's global average pool does all the reduction);
+    `strided` is True for pool=strided, where a backbone keeps its own stride-2 convolution.
+    """
+
+    def __init__(self, pool_cfg):
+        self.pool_cfg = pool_cfg
+        self.local = is_local(pool_cfg)
+        self.name = str(pool_cfg.get("_target_") or pool_cfg["name"])
+        self.strided = self.name == "strided"
+
+    def __call__(self, channels: int) -> nn.Module:
+        return build_pool(self.pool_cfg, channels)
+
+
+def build_model(cfg) -> nn.Module:
+    """Build the network that `cfg` (the composed config) describes: the backbone `model._target_`
+    names, called as factory(in_channels, num_classes, image_size, make_pool, **model options)."""
+    target = cfg.model.get("_target_")
+    if not target:
+        raise UsageError(f"model={cfg.model.get('name')} has no model._target_: name the backbone's class, "
+                         "e.g. model._target_=mynets.Net.")
+    factory = import_target(str(target), "model._target_")
+    options = {k: v for k, v in dict(cfg.model).items() if k not in ("name", "_target_")}
+    options = {k: list(v) if isinstance(v, ListConfig) else v for k, v in options.items()}
+    check_options(factory, options, f"model._target_={target}", "model", skip=4)
+    return factory(int(cfg.data.channels), int(cfg.data.num_classes), int(cfg.data.image_size),
+                   PoolMaker(cfg.pool), **options)
 
 
 def count_params(model: nn.Module) -> int:

@@ -12,8 +12,16 @@ console = Console(highlight=False)
 def config_summary(cfg, device: str) -> str:
     tc = cfg.train
     return (f"[bold]poolbench[/] pool=[cyan]{cfg.pool.name}[/] data=[cyan]{cfg.data.name}[/] "
-            f"model={cfg.model.name}{list(cfg.model.channels)} readout={cfg.model.readout} "
+            f"model={model_label(cfg.model)} "
             f"epochs={tc.epochs} batch={tc.batch_size} lr={tc.lr} seed={cfg.seed} device={device}")
+
+
+def model_label(model_cfg) -> str:
+    """small[16, 32, 64] readout=auto; resnet20; or the user's backbone by its target."""
+    name = model_cfg.get("name") if model_cfg.get("name") != "custom" else model_cfg.get("_target_")
+    extra = (f"{list(model_cfg.channels)}" if "channels" in model_cfg else "") + \
+        (f" readout={model_cfg.readout}" if "readout" in model_cfg else "")
+    return f"{name}{extra}"
 
 
 class TrainProgress:
@@ -47,11 +55,13 @@ class TrainProgress:
         self.progress.update(self.task, loss=f"{loss:.4f}", result=f"test acc {test_accuracy:.2%}")
 
 
-def _si(value: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:.2f}{unit}"
-    return f"{value:.0f}"
+def si(value: float, spec: str = ".3g", binary: bool = False, space: str = "") -> str:
+    """1234567 -> "1.23M": the one SI formatter (params, FLOPs, sizes; binary=True for bytes)."""
+    base = 1024 if binary else 1000
+    for unit, power in (("G", 3), ("M", 2), ("k", 1)):
+        if abs(value) >= base**power:
+            return f"{value / base**power:{spec}}{space}{unit}"
+    return f"{value:.0f}{space}"
 
 
 def _pct(value) -> str:
@@ -76,7 +86,9 @@ def results_table(metrics: dict, title: str | None = None) -> Table:
         ("training", f"{speed.get('train_images_per_s', 0):,.0f} img/s",
          f"MFU {_pct(speed.get('train_mfu'))}, batch {speed.get('batch_size')}"),
         ("params", f"{model.get('params', 0):,}", ""),
-        ("FLOPs / image", _si(model.get("flops_per_image", 0)), "forward, pooling counted"),
+        ("FLOPs / image", si(model.get("flops_per_image", 0), ".2f") + ("+?" if model.get("flops_uncounted") else ""),
+         "forward, pooling counted" + (f"; not counted: {', '.join(model['flops_uncounted'])}"
+                                       if model.get("flops_uncounted") else "")),
         ("time", f"{t.get('train_s', 0):.1f} s", f"training; {t.get('total_s', 0):.1f} s in all"),
     ]
     for row in rows:

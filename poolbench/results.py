@@ -1,4 +1,4 @@
-"""What a run leaves behind: metrics.json (DESIGN.md section 5) and model.pt, written atomically.
+"""What a run leaves behind: metrics.json (README: "What a run leaves") and model.pt, written atomically.
 
 Every file goes to a temporary name in the same folder first and is renamed into place, so a
 killed process never leaves a half-written result.
@@ -21,7 +21,7 @@ METRICS_FILE = "metrics.json"
 CHECKPOINT_FILE = "model.pt"
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -51,8 +51,11 @@ def _jsonable(value):
 
 
 def write_json(path: Path, data: dict) -> None:
-    text = json.dumps(_jsonable(data), indent=2) + "\n"
-    _atomic_write(path, lambda handle: handle.write(text.encode()))
+    write_text(path, json.dumps(_jsonable(data), indent=2) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
 def read_metrics(run_dir: Path) -> dict:
@@ -66,7 +69,7 @@ def read_metrics(run_dir: Path) -> dict:
 
 
 def save_checkpoint(path: Path, checkpoint: dict) -> None:
-    _atomic_write(path, lambda handle: torch.save(checkpoint, handle))
+    atomic_write(path, lambda handle: torch.save(checkpoint, handle))
 
 
 def load_checkpoint(path: Path) -> dict:

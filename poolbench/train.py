@@ -7,10 +7,7 @@ only every few steps, so a GPU never waits on the host inside an epoch.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,35 +16,16 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
+from poolbench.config import load_run_config
 from poolbench.data import TensorData
+from poolbench.data.transforms import Normalizer, random_flip, random_shift
 from poolbench.errors import RunError, UsageError
 from poolbench.evaluate import predict
 from poolbench.model import inference_copy
-from poolbench.results import save_checkpoint
-from poolbench.shifts import Normalizer, random_flip, random_shift
+from poolbench.results import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from poolbench.runtime import StopRequest, autocast_for
 
 LOSS_READ_EVERY = 25  # steps between host reads of the running loss (progress display)
-
-
-def select_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("device=cuda was asked for but no CUDA device is available: use device=auto or device=cpu.")
-    if name not in ("cpu", "cuda"):
-        raise UsageError(f"device must be auto, cpu or cuda, got '{name}'.")
-    return torch.device(name)
-
-
-def autocast_for(device: torch.device, amp) -> contextlib.AbstractContextManager:
-    """bf16 autocast when asked for; `auto` turns it on for CUDA only (a CPU recipe opts in with amp: true)."""
-    if not amp_enabled(device, amp):
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-
-def amp_enabled(device: torch.device, amp) -> bool:
-    return (device.type == "cuda") if amp == "auto" else bool(amp)
 
 
 def one_cycle_lr(step: int, total: int, peak: float, warmup_fraction: float) -> float:
@@ -75,41 +53,13 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.state = state
 
 
-class StopRequest:
-    """Set by a signal handler; the loop checks it after each step, so it stops cleanly."""
-
-    def __init__(self):
-        self.requested = False
-        self.armed = False  # True while training can stop at the next step boundary
-
-
-@contextlib.contextmanager
-def stop_on_signals():
-    """SIGINT/SIGTERM: during training, finish the step, checkpoint and stop; a second
-    signal, or one outside training, interrupts at once (KeyboardInterrupt)."""
-    stop = StopRequest()
-
-    def handler(signum, frame):
-        if stop.armed and not stop.requested:
-            stop.requested = True
-            return
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
-        yield stop
-        return
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 def train(cfg, model: torch.nn.Module, data: TensorData, device: torch.device,
           checkpoint_path: Path, progress=None, resume: dict | None = None,
           stop: StopRequest | None = None) -> TrainState:
     """Train `model` for cfg.train.epochs, saving a checkpoint after every epoch.
+
+    One long function on purpose (nanoGPT / airbench style): the whole loop reads top to
+    bottom, and the hot path stays free of calls that would hide per-step costs.
 
     `resume` is a checkpoint from `load_checkpoint`: training goes on from its exact step, with
     the same random streams, so the result is bit-identical to an uninterrupted run on CPU.
@@ -229,15 +179,12 @@ def _restore(ckpt: dict, model, optimizer, generator, device, steps_per_epoch: i
 
 
 # Keys that may change when a run is resumed: where data lives, machine settings, evaluation.
-RESUME_MAY_DIFFER = ("train.resume", "threads", "device", "eval.", "data.root", "data.source",
+RESUME_MAY_DIFFER = ("train.resume", "threads", "device", "eval.", "data_home", "data.root", "data.source",
                      "data.download", "data.cache")
 
 
 def load_resume(cfg) -> dict:
     """The checkpoint of the run named by train.resume, after checking it trained the same thing."""
-    from poolbench.config import load_run_config
-    from poolbench.results import CHECKPOINT_FILE, load_checkpoint
-
     run_dir = Path(str(cfg.train.resume)).expanduser()
     saved = load_run_config(run_dir)  # also says clearly when run_dir is not a run
     path = run_dir / CHECKPOINT_FILE

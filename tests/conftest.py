@@ -1,29 +1,25 @@
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
+from poolbench.report import console
+
 # Tests share two cores with whatever else runs; one thread each keeps timings steady.
 torch.set_num_threads(1)
-
-# A run small enough for a test: a few hundred generated images, one epoch, cheap evaluation.
-TINY = [
-    "data=shapes", "data.train_size=1600", "data.test_size=300", "train.epochs=2",
-    "eval.shift_pairs=2", "eval.throughput.warmup=1", "eval.throughput.iters=2",
-    "eval.throughput.batch_size=32", "threads=1",
-]
+# What the in-process command line prints reads the same on any terminal (rich would size it to yours).
+console.width = 120
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run `poolbench ARGS` in a fresh interpreter, as a user would."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="120")
-    return subprocess.run([sys.executable, "-m", "poolbench", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """A run with threads=auto sets torch's threads for the whole process: put back one after each test."""
+    yield
+    torch.set_num_threads(1)
 
 
 @pytest.fixture
-def tiny_overrides():
-    return list(TINY)
+def no_plots(monkeypatch):
+    """For sweep tests about something else: the sweep's end skips its three PNGs (about a second;
+    the plots have tests of their own)."""
+    from poolbench.sweep import plots
+
+    monkeypatch.setattr(plots, "write_plots", lambda summary, out_dir: [])

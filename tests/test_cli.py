@@ -1,73 +1,122 @@
-"""End to end through the real command line, on the generated `shapes` data."""
-
-import json
+"""The command line in this process (Typer's CliRunner on the root app): exit codes, the one-sentence
+errors, --debug, and what a failed or refused run leaves on disk. Real processes: test_end_to_end.py."""
 
 import pytest
+from helpers import SWEEP_TINY, TINY, cli, fake_run_dir, read_metrics
 
-from conftest import run_cli
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    from conftest import TINY
-
-    run_dir = tmp_path_factory.mktemp("run")
-    result = run_cli("run", *TINY, f"hydra.run.dir={run_dir}")
-    assert result.returncode == 0, result.stdout + result.stderr
-    return run_dir, result
-
-
-def test_run_writes_a_complete_run_directory(finished_run):
-    run_dir, result = finished_run
-    assert (run_dir / ".hydra" / "config.yaml").is_file()
-    assert (run_dir / "model.pt").is_file() and (run_dir / "poolbench.log").is_file()
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["schema"] == 1 and metrics["status"] == "complete"
-    assert metrics["run"]["pool"] == "max" and metrics["run"]["dataset"] == "shapes"
-    assert 0.3 < metrics["accuracy"]["test"] <= 1.0  # 10 classes: chance is 0.1
-    inv = metrics["invariance"]
-    assert 0 <= inv["consistency"] <= 1 and 0 <= inv["flip_rate_1px"] <= 1
-    assert set(inv["shift_accuracy"]) == {"0", "1", "2", "3"}
-    assert inv["shift_accuracy"]["0"] == metrics["accuracy"]["test"]
-    speed = metrics["throughput"]
-    assert speed["infer_images_per_s"] > 0 and speed["train_images_per_s"] > 0
-    assert 0 < speed["infer_mfu"] < 2 and 0 < speed["train_mfu"] < 2
-    assert metrics["model"]["params"] > 0 and metrics["model"]["flops_per_image"] > 0
-    assert 0 < metrics["time"]["train_s"] <= metrics["time"]["total_s"]
-    assert [h["epoch"] for h in metrics["history"]] == [1, 2]
-    assert metrics["history"][-1]["seconds"] == pytest.approx(metrics["time"]["train_s"], abs=1e-3)
-    # the run directory's path is the last thing printed
-    assert result.stdout.strip().splitlines()[-1].endswith(str(run_dir))
-
-
-def test_eval_reproduces_the_recorded_accuracy(finished_run):
-    run_dir, _ = finished_run
-    recorded = json.loads((run_dir / "metrics.json").read_text())
-    result = run_cli("eval", str(run_dir))
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert f"{100 * recorded['accuracy']['test']:.2f}%" in result.stdout
-    assert f"{100 * recorded['invariance']['consistency']:.2f}%" in result.stdout
+from poolbench import cli as cli_module
+from poolbench import demo
+from poolbench.errors import UsageError
+from poolbench.pools import pool_names
 
 
 def test_unknown_pool_exits_2_listing_valid_names(tmp_path):
-    result = run_cli("run", "pool=nope", "data=shapes", f"hydra.run.dir={tmp_path / 'x'}")
-    assert result.returncode == 2
-    from poolbench.pools import pool_names
-
-    assert "choose one of: " + ", ".join(pool_names()) in result.stdout
-    assert "Traceback" not in result.stdout + result.stderr
+    result = cli("run", "pool=nope", "data=shapes", f"hydra.run.dir={tmp_path / 'x'}")
+    assert result.exit_code == 2
+    assert "error: Unknown pool 'nope'; choose one of: " + ", ".join(pool_names()) in result.output
     assert not (tmp_path / "x").exists()
 
 
+def test_bad_value_leaves_no_run_directory(tmp_path):
+    result = cli("run", *TINY, "pool=fractional", "pool.ratio=0", f"hydra.run.dir={tmp_path / 'x'}")
+    assert result.exit_code == 2 and "pool.ratio" in result.output and "got 0" in result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_typo_in_a_swept_value_is_found_before_the_first_job(tmp_path):
+    result = cli("sweep", *SWEEP_TINY, "pool=max,avgg", "seed=0", f"hydra.sweep.dir={tmp_path / 's'}")
+    assert result.exit_code == 2 and "Unknown pool 'avgg'" in result.output
+    assert not (tmp_path / "s").exists()
+
+
+def test_diverging_run_fails_with_a_clear_error(tmp_path):
+    result = cli("run", *SWEEP_TINY, "threads=1", "train.lr=1e12", "train.warmup_fraction=0",
+                 f"hydra.run.dir={tmp_path}")
+    assert result.exit_code == 1, result.output
+    assert "Training diverged" in result.output and "lower train.lr" in result.output
+    saved = read_metrics(tmp_path)
+    assert saved["status"] == "failed" and "diverged" in saved["error"] and saved["accuracy"] == {}
+
+
+def test_missing_data_without_network_is_a_usage_error_and_a_failed_run(tmp_path, monkeypatch):
+    from urllib.error import URLError
+
+    import torchvision.datasets.utils as tv_utils
+
+    def no_network(*args, **kwargs):
+        raise URLError("Name or service not known")
+
+    monkeypatch.setattr(tv_utils, "download_url", no_network)
+    result = cli("run", "data=cifar10", "threads=1", f"data.root={tmp_path / 'empty'}",
+                 f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.exit_code == 2
+    output = result.output.replace("\n", "")
+    assert "CIFAR-10 not found" in output and "data.source=PATH" in output
+    assert read_metrics(tmp_path / "run")["status"] == "failed"
+
+
+def test_hydra_flags_go_straight_through():
+    result = cli("run", "data=shapes", "pool=lp", "pool.p=2", "--cfg", "job")
+    assert result.exit_code == 0, result.output
+    assert "name: lp" in result.output and "p: 2" in result.output and "name: shapes" in result.output
+
+
 def test_eval_of_a_folder_that_is_not_a_run_exits_2(tmp_path):
-    result = run_cli("eval", str(tmp_path))
-    assert result.returncode == 2 and "not a poolbench run directory" in result.stdout
+    result = cli("eval", str(tmp_path))
+    assert result.exit_code == 2 and "not a poolbench run directory" in result.output
 
 
-def test_multirun_runs_every_job(tmp_path):
-    from conftest import TINY
+def test_eval_of_a_damaged_checkpoint_is_one_sentence(tmp_path):
+    run_dir = fake_run_dir(tmp_path / "run", b"not a checkpoint")
+    result = cli("eval", str(run_dir))
+    assert result.exit_code == 2
+    assert f"Checkpoint {run_dir / 'model.pt'} is damaged" in result.output.replace("\n", "")
 
-    result = run_cli("run", "-m", *TINY, "pool=avg,strided", f"hydra.sweep.dir={tmp_path}")
-    assert result.returncode == 0, result.stdout + result.stderr
-    statuses = sorted(json.loads(p.read_text())["run"]["pool"] for p in tmp_path.glob("*/metrics.json"))
-    assert statuses == ["avg", "strided"]
+
+# ---------------------------------------------------------------- one error policy for every command
+
+def _raise(error):
+    def fail(*args, **kwargs):
+        raise error
+    return fail
+
+
+def test_an_unexpected_error_exits_1_naming_its_type_and_the_debug_flag(monkeypatch):
+    monkeypatch.setattr(demo, "show_demo", _raise(ValueError("boom")))
+    result = cli("demo")
+    assert result.exit_code == 1
+    assert "error: ValueError: boom (an unexpected error; rerun with --debug for the traceback)" in result.output
+
+
+def test_ctrl_c_exits_130_without_a_traceback(monkeypatch):
+    monkeypatch.setattr(demo, "show_demo", _raise(KeyboardInterrupt()))
+    result = cli("demo")
+    assert result.exit_code == 130 and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("error", [ValueError("boom"), UsageError("bad input")])
+def test_debug_shows_the_exception_itself(monkeypatch, error):
+    monkeypatch.setattr(demo, "show_demo", _raise(error))
+    result = cli("--debug", "demo")
+    assert result.exception is error and "error:" not in result.output
+
+
+def test_debug_after_the_command_is_moved_to_the_front(monkeypatch):
+    # A pass-through command (run) would otherwise hand `--debug` to Hydra as one of its flags.
+    with pytest.raises(UsageError, match="Unknown pool 'nope'"):
+        cli_module.main(["run", "pool=nope", "--debug"])
+    monkeypatch.setattr(demo, "show_demo", _raise(ValueError("boom")))
+    with pytest.raises(ValueError, match="boom"):
+        cli_module.main(["demo", "--debug"])
+    with pytest.raises(SystemExit) as exit_info:  # and without it: the one sentence, exit 1
+        cli_module.main(["demo"])
+    assert exit_info.value.code == 1
+
+
+def test_commands_take_no_debug_option_of_their_own():
+    import typer.main
+
+    command = typer.main.get_command(cli_module.app)
+    assert [p.name for p in command.params] == ["debug"]
+    for name, sub in command.commands.items():
+        assert "debug" not in [p.name for p in sub.params], name

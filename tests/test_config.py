@@ -1,21 +1,29 @@
 import pytest
+from omegaconf import OmegaConf
 
 from poolbench.config import check_overrides, compose_config, group_options
 from poolbench.errors import UsageError
 from poolbench.model import build_model
-from poolbench.pools import POOLS
+from poolbench.pools import POOLS, pool_names
 
 
-def test_every_pool_config_is_registered_and_every_operator_has_a_config():
-    assert set(group_options("pool")) == set(POOLS)
+def test_every_registered_operator_is_a_pool_choice():
+    assert set(POOLS) <= set(group_options("pool"))
+    assert set(group_options("pool")) - set(POOLS) <= {"custom"}  # a user's own operator by pool._target_
 
 
-@pytest.mark.parametrize("pool", group_options("pool"))
-def test_every_pool_config_composes_and_builds_a_model(pool):
+@pytest.mark.parametrize("pool", pool_names())
+def test_every_operator_composes_with_its_signature_defaults_and_builds_a_model(pool):
     cfg = compose_config([f"pool={pool}", "data=shapes"])
+    assert OmegaConf.to_container(cfg.pool) == POOLS[pool].config()  # name + the operator's own defaults
     model = build_model(cfg)
-    assert cfg.pool.name == pool
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_an_operator_option_can_be_set_but_not_invented():
+    assert compose_config(["pool=lp", "pool.p=2"]).pool.p == 2
+    with pytest.raises(UsageError, match=r"pool\.q is not an option of pool 'lp' \(its options: pool\.p\)\."):
+        check_overrides(["pool=lp", "+pool.q=2"])
 
 
 def test_dataset_picks_its_training_recipe():
@@ -25,7 +33,7 @@ def test_dataset_picks_its_training_recipe():
 
 @pytest.mark.parametrize("overrides, message", [
     (["pool=nope"], "choose one of: attention, avg"),
-    (["data=nope"], "choose one of: cifar10, imagefolder, mnist, shapes"),
+    (["data=nope"], "choose one of: " + ", ".join(group_options("data")) + r"\."),
     (["train.epochs=0"], "train.epochs must be at least 1"),
     (["train.lr=-1"], "train.lr must be positive"),
     (["train.batch_size=0"], "train.batch_size"),
@@ -55,3 +63,19 @@ def test_global_pool_reads_out_with_gap_and_refuses_flatten():
 def test_model_too_deep_for_the_image_is_a_usage_error():
     with pytest.raises(UsageError, match="too deep"):
         build_model(compose_config(["data=shapes", "model.channels=[4,4,4,4,4,4]"]))
+
+
+def test_data_configs_keep_their_keys_under_data_and_data_home_holds_the_datasets(monkeypatch, tmp_path):
+    monkeypatch.setenv("POOLBENCH_DATA", str(tmp_path))
+    cfg = compose_config(["data=cifar10"])
+    assert cfg.data_home == str(tmp_path) and cfg.data.root == str(tmp_path)
+    assert cfg.data.name == "cifar10" and "name" not in cfg  # `# @package _global_`: nothing leaks to the top
+    assert compose_config(["data=imagefolder"]).data.cache == f"{tmp_path}/imagefolder"
+
+
+def test_dataset_recipes_start_from_the_base_recipe():
+    base = compose_config(["data=mnist"]).train
+    shapes = compose_config(["data=shapes"]).train
+    assert (shapes.epochs, shapes.batch_size) == (3, 64)  # what train/shapes.yaml changes
+    assert (shapes.lr, shapes.momentum, shapes.weight_decay) == (base.lr, base.momentum, base.weight_decay)
+    assert compose_config(["data=shapes", "train=mnist"]).train.batch_size == base.batch_size  # a choice still wins

@@ -8,15 +8,16 @@ import json
 
 import pytest
 import torch
+from helpers import cli
+from test_train import StopAfter
 
 from poolbench.config import compose_config
 from poolbench.data import load_dataset
 from poolbench.model import build_model
 from poolbench.results import load_checkpoint
+from poolbench.runtime import amp_enabled, select_device
 from poolbench.speed import throughput
-from poolbench.train import TrainingInterrupted, amp_enabled, select_device, train
-from test_train import StopAfter
-from conftest import run_cli
+from poolbench.train import TrainingInterrupted, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -82,9 +83,9 @@ def test_throughput_times_cuda_work_with_synchronization():
 
 
 def test_cli_run_on_auto_device_records_cuda_and_bf16(tmp_path):
-    result = run_cli("run", "data=shapes", "data.train_size=2000", "data.test_size=500", "train.epochs=2",
-                     "eval.shift_pairs=2", f"hydra.run.dir={tmp_path}")
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = cli("run", "data=shapes", "data.train_size=2000", "data.test_size=500", "train.epochs=2",
+                 "eval.shift_pairs=2", f"hydra.run.dir={tmp_path}")
+    assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["status"] == "complete"
     assert metrics["run"]["device"] == "cuda"

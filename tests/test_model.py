@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from poolbench.model import GlobalAveragePool, SmallCNN, inference_copy
+from poolbench.model import GlobalAveragePool, PoolMaker, SmallCNN, inference_copy
 from poolbench.pools import POOLS
 
 
@@ -24,7 +24,8 @@ def test_global_average_pool_gradient_is_a_broadcast_view():
 def _trained_looking(pool: str) -> SmallCNN:
     """A SmallCNN whose BatchNorm layers hold non-trivial running statistics and affine terms."""
     torch.manual_seed(0)
-    model = SmallCNN(1, 16, 10, [8, 16], {"name": pool}).to(memory_format=torch.channels_last)
+    model = SmallCNN(1, 10, 16, PoolMaker({"name": pool}), channels=[8, 16], readout="auto")
+    model = model.to(memory_format=torch.channels_last)
     for module in model.modules():
         if isinstance(module, nn.BatchNorm2d):
             nn.init.uniform_(module.weight, 0.5, 2.0)

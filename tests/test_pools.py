@@ -156,7 +156,8 @@ def test_mixed_and_gated_start_halfway_between_max_and_avg_and_learn():
         pool = make(name)
         assert torch.allclose(pool(x), halfway, atol=1e-6)
         assert sum(p.numel() for p in pool.parameters()) == (1 if name == "mixed" else 4)
-        assert sum(p.numel() for p in make(name, per_channel=True).parameters()) == CHANNELS * (1 if name == "mixed" else 4)
+        per_channel = sum(p.numel() for p in make(name, per_channel=True).parameters())
+        assert per_channel == CHANNELS * (1 if name == "mixed" else 4)
     mostly_max = make("mixed", alpha=0.9)(x)
     assert torch.allclose(mostly_max, 0.9 * F.max_pool2d(x, 2) + 0.1 * F.avg_pool2d(x, 2), atol=1e-5)
     gated = make("gated")
@@ -234,30 +235,30 @@ def test_unknown_pool_names_the_valid_ones():
     ("mixed", {"alpha": 1}, r"pool.alpha must be a number in \(0, 1\)"),
     ("mixed", {"per_channel": "yes"}, r"pool.per_channel must be true or false"),
     ("gated", {"per_channel": 3}, r"pool.per_channel must be true or false"),
-    ("max", {"size": 3}, r"Bad option for pool 'max'"),
+    ("max", {"size": 3}, r"pool\.size is not an option of pool 'max' \(its options: none\)\."),
+    ("lp", {"q": 2}, r"pool\.q is not an option of pool 'lp' \(its options: pool\.p\)\."),
+    ("mixed", {"beta": 1},
+     r"pool\.beta is not an option of pool 'mixed' \(its options: pool\.alpha, pool\.per_channel\)"),
 ])
 def test_bad_options_are_usage_errors_naming_the_key(name, options, message):
     with pytest.raises(UsageError, match=message):
         build_pool({"name": name, **options}, 4)
 
 
-# --- the catalog `poolbench list` prints --------------------------------------------------------
+def test_options_and_their_defaults_come_from_the_operators_signature():
+    import inspect
 
-def test_added_parameters_count_what_each_operator_learns_in_the_default_model():
-    from poolbench.pools.catalog import added_parameters, default_widths
+    assert get_spec("lp").options() == {"p": 3.0} and get_spec("lp").config() == {"name": "lp", "p": 3.0}
+    assert get_spec("fractional").options() == {"ratio": pytest.approx(math.sqrt(0.5))}
+    assert get_spec("mixed").options() == {"alpha": 0.5, "per_channel": False}
+    assert get_spec("max").config() == {"name": "max"}
+    for name in NAMES:
+        spec = get_spec(name)
+        first = next(iter(inspect.signature(spec.factory).parameters))
+        assert first == "channels", name  # every operator is called as factory(channels, **options)
+        assert set(spec.option_help) == set(spec.options()), name  # every option is explained for `list`
 
-    widths = default_widths()
-    assert len(widths) >= 2
-    assert {name: added_parameters(name) for name in ("max", "blur", "mixed", "gated", "attention")} == {
-        "max": 0, "blur": 0, "mixed": len(widths), "gated": 4 * len(widths),
-        "attention": sum(w * w + w for w in widths)}
 
-
-def test_cli_list_shows_every_operator_and_dataset():
-    from conftest import run_cli
-
-    done = run_cli("list")
-    assert done.returncode == 0, done.stderr
-    for name in [*NAMES, "mnist", "cifar10", "shapes", "imagefolder", "Zhang 2019", "Stergiou et al. 2021",
-                 "blur_size=3", "p=3"]:
-        assert name in done.stdout, name
+def test_a_value_given_for_an_option_replaces_its_default():
+    assert make("lp", p=2.0).p == 2.0 and make("lp").p == 3.0
+    assert make("blur", blur_size=5).kernel.shape[-1] == 5

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from poolbench.errors import UsageError
-from poolbench.results import load_checkpoint, read_metrics, save_checkpoint, write_json
+from poolbench.results import load_checkpoint, read_metrics, save_checkpoint, write_json, write_text
 
 
 def test_write_json_replaces_atomically_and_nan_becomes_null(tmp_path):
@@ -28,3 +28,22 @@ def test_damaged_files_are_usage_errors(tmp_path):
         load_checkpoint(tmp_path / "model.pt")
     with pytest.raises(UsageError, match="damaged"):
         read_metrics(tmp_path)
+
+
+def test_a_write_that_dies_halfway_leaves_the_previous_file_whole(tmp_path):
+    save_checkpoint(tmp_path / "model.pt", {"epoch": 1, "w": torch.ones(1000)})
+    with pytest.raises(Exception):  # torch.save has written the tensor when it meets the lambda
+        save_checkpoint(tmp_path / "model.pt", {"epoch": 2, "w": torch.zeros(100000), "bad": lambda: 0})
+    assert load_checkpoint(tmp_path / "model.pt")["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+
+
+def test_written_files_read_like_any_other_file(tmp_path):
+    import os
+    import stat
+
+    write_text(tmp_path / "summary.md", "# t\n")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "summary.md").stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600
+    assert (tmp_path / "summary.md").read_text() == "# t\n"

@@ -1,13 +1,13 @@
 """Every downsampling operator, and the registry that builds one by name.
 
 Each operator fills the same slot of the network: (N, C, H, W) -> (N, C, H', W').
-Importing this package registers them all; `build_pool(pool_cfg, channels)` builds one.
+Importing this package registers them all; `build_pool(pool_cfg, channels)` builds one, after
+checking the config's options against the operator's signature (its defaults are the only ones).
 
     basic.py     max, avg, strided, global, fractional
     weighted.py  attention, softpool, stochastic (weights within each window)
     mixing.py    mixed, gated (learned max/avg blends)
     smooth.py    blur (anti-aliased max), lp (power mean)
-    catalog.py   the tables `poolbench list` prints
 """
 
 from poolbench.pools import basic, mixing, smooth, weighted  # noqa: F401  (registers the operators)

@@ -56,6 +56,13 @@ def _global(channels: int) -> nn.Module:
     return nn.Identity()
 
 
+@register(
+    "fractional",
+    description="max over pseudo-random regions, size x ratio",
+    size_rule="floor(H*ratio)",
+    reference="Graham 2014",
+    options={"ratio": "output size = floor(input size x ratio), in (0, 1); 1/sqrt(2) as in Graham 2014"},
+)
 class FractionalMaxPool(nn.Module):
     """Fractional max pooling (Graham 2014) whose evaluation is deterministic.
 
@@ -64,7 +71,7 @@ class FractionalMaxPool(nn.Module):
     Training draws u from torch's global generator exactly as `F.fractional_max_pool2d` does.
     """
 
-    def __init__(self, ratio: float):
+    def __init__(self, channels: int, ratio: float = math.sqrt(0.5)):
         super().__init__()
         self.ratio = number_option("ratio", ratio, low=0, high=1, low_open=True, high_open=True)
 
@@ -79,16 +86,6 @@ class FractionalMaxPool(nn.Module):
 
     def extra_repr(self) -> str:
         return f"ratio={self.ratio:.4f}"
-
-
-@register(
-    "fractional",
-    description="max over pseudo-random regions, size x ratio",
-    size_rule="floor(H*ratio)",
-    reference="Graham 2014",
-)
-def _fractional(channels: int, ratio: float = 1 / math.sqrt(2)) -> nn.Module:
-    return FractionalMaxPool(ratio)
 
 
 def fractional_max_pool_2x2(x: torch.Tensor, out_size: tuple[int, int], samples: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,14 @@ from torch import nn
 from poolbench.pools.registry import bool_option, number_option, register
 
 
+@register(
+    "mixed",
+    description="a*max + (1-a)*avg, share a learned",
+    size_rule="floor(H/2)",
+    reference="Lee et al. 2016",
+    options={"alpha": "starting share of max, in (0, 1); learned from there",
+             "per_channel": "true: one learned share per channel instead of one per slot"},
+)
 class MixedPool(nn.Module):
     """y = a * max + (1 - a) * avg, a = sigmoid(learned logit): one per slot, or per channel.
 
@@ -31,15 +39,12 @@ class MixedPool(nn.Module):
 
 
 @register(
-    "mixed",
-    description="a*max + (1-a)*avg, share a learned",
+    "gated",
+    description="g*max + (1-g)*avg, g = sigmoid(learned mask . window)",
     size_rule="floor(H/2)",
     reference="Lee et al. 2016",
+    options={"per_channel": "true: one learned 2x2 gate mask per channel instead of one per slot"},
 )
-def _mixed(channels: int, alpha: float = 0.5, per_channel: bool = False) -> nn.Module:
-    return MixedPool(channels, alpha, per_channel)
-
-
 class GatedPool(nn.Module):
     """y = g * max + (1 - g) * avg, g = sigmoid(w . window): the gate reads each window's values.
 
@@ -49,7 +54,6 @@ class GatedPool(nn.Module):
 
     def __init__(self, channels: int, per_channel: bool = False):
         super().__init__()
-        self.channels = channels
         count = channels if bool_option("per_channel", per_channel) else 1
         self.gate = nn.Parameter(torch.zeros(count, 1, 2, 2))
 
@@ -58,12 +62,3 @@ class GatedPool(nn.Module):
         g = torch.sigmoid(F.conv2d(x, mask.to(x.dtype), stride=2, groups=x.shape[1]))
         return g * F.max_pool2d(x, 2) + (1 - g) * F.avg_pool2d(x, 2)
 
-
-@register(
-    "gated",
-    description="g*max + (1-g)*avg, g = sigmoid(learned mask . window)",
-    size_rule="floor(H/2)",
-    reference="Lee et al. 2016",
-)
-def _gated(channels: int, per_channel: bool = False) -> nn.Module:
-    return GatedPool(channels, per_channel)

@@ -5,9 +5,10 @@ for a given channel count. Option checkers live here so every operator words err
 
 from __future__ import annotations
 
+import inspect
 import math
-from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from torch import nn
 
@@ -17,19 +18,32 @@ from poolbench.errors import UsageError
 @dataclass(frozen=True)
 class PoolSpec:
     name: str
-    factory: Callable[..., nn.Module]
+    factory: Callable[..., nn.Module]   # factory(channels, **options): a class or a function
     description: str
     size_rule: str
     reference: str
-    local: bool = True  # False: no local downsampling, the readout's global pool does it all
+    local: bool = True                  # False: no local downsampling, the readout's global pool does it all
+    option_help: dict[str, str] = field(default_factory=dict)
+
+    def options(self) -> dict:
+        """The factory's keyword options and their defaults: the one place a default is written."""
+        params = list(inspect.signature(self.factory).parameters.values())[1:]  # after `channels`
+        return {p.name: p.default for p in params
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.default is not p.empty}
+
+    def config(self) -> dict:
+        """The `pool` config node Hydra composes for `pool=<name>`."""
+        return {"name": self.name, **self.options()}
 
 
 POOLS: dict[str, PoolSpec] = {}
 
 
-def register(name: str, *, description: str, size_rule: str, reference: str, local: bool = True):
+def register(name: str, *, description: str, size_rule: str, reference: str, local: bool = True,
+             options: dict[str, str] | None = None):
+    """Register an operator class (or factory) under `name`; `options` explains each keyword option."""
     def add(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        POOLS[name] = PoolSpec(name, factory, description, size_rule, reference, local)
+        POOLS[name] = PoolSpec(name, factory, description, size_rule, reference, local, dict(options or {}))
         return factory
 
     return add
@@ -46,13 +60,64 @@ def get_spec(name: str) -> PoolSpec:
 
 
 def build_pool(pool_cfg, channels: int) -> nn.Module:
-    """Build the operator named by `pool_cfg.name` with the options in `pool_cfg`."""
-    options = {k: v for k, v in dict(pool_cfg).items() if k != "name"}
-    spec = get_spec(pool_cfg["name"])
-    try:
-        return spec.factory(channels, **options)
-    except TypeError as err:
-        raise UsageError(f"Bad option for pool '{spec.name}': {err}.") from None
+    """Build the operator `pool_cfg` names, with the options in `pool_cfg`.
+
+    A registered operator by `name`, or the user's own by `_target_` ("module.Class", called as
+    Class(channels, **options)). Options are checked against the factory's signature before the
+    call, so a TypeError raised inside the operator stays the operator's own error.
+    """
+    factory, label = pool_factory(pool_cfg)
+    options = {k: v for k, v in dict(pool_cfg).items() if k not in ("name", TARGET_KEY)}
+    check_options(factory, options, label, "pool")
+    return factory(channels, **options)
+
+
+TARGET_KEY = "_target_"
+
+
+def check_options(factory, options: dict, label: str, group: str, skip: int = 1) -> None:
+    """Refuse options the factory does not take, and name a required one that is missing.
+
+    `skip`: leading positional parameters the caller fills itself (channels; or a backbone's
+    in_channels, num_classes, image_size, make_pool).
+    """
+    params = inspect.signature(factory).parameters
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    known = [p for p in list(params)[skip:] if params[p].kind in named]
+    unknown = sorted(set(options) - set(known))
+    if unknown and not takes_any:
+        listed = ", ".join(f"{group}.{k}" for k in known) or "none"
+        raise UsageError(f"{group}.{unknown[0]} is not an option of {label} (its options: {listed}).")
+    missing = [p for p in known if params[p].default is params[p].empty and p not in options]
+    if missing:
+        raise UsageError(f"{label} needs {group}.{missing[0]}=VALUE.")
+
+
+def pool_factory(pool_cfg) -> tuple[Callable[..., nn.Module], str]:
+    """(factory, how messages name it) for a pool config: its `_target_`, else its registered name."""
+    target = pool_cfg.get(TARGET_KEY) if hasattr(pool_cfg, "get") else None
+    if target:
+        from poolbench.targets import import_target
+
+        factory = import_target(str(target), "pool._target_")
+        if not callable(factory):
+            raise UsageError(f"pool._target_={target} is not a class or function: name one that builds an nn.Module.")
+        return factory, f"pool._target_={target}"
+    if pool_cfg["name"] == CUSTOM:
+        raise UsageError("pool=custom needs pool._target_=module.Class: a class (or function) in your own file, "
+                         "called with the channel count and the pool's other keys.")
+    return get_spec(pool_cfg["name"]).factory, f"pool '{pool_cfg['name']}'"
+
+
+CUSTOM = "custom"  # `pool=custom pool._target_=...`: the config node for a user's operator on the command line
+
+
+def is_local(pool_cfg) -> bool:
+    """False for operators that leave all downsampling to the readout (pool=global)."""
+    if pool_cfg.get(TARGET_KEY) or pool_cfg["name"] == CUSTOM:
+        return True
+    return get_spec(pool_cfg["name"]).local
 
 
 def number_option(key: str, value, *, low: float, high: float = math.inf,

@@ -14,6 +14,13 @@ from poolbench.pools.registry import number_option, register
 from poolbench.pools.weighted import even_crop, fp32
 
 
+@register(
+    "blur",
+    description="anti-aliased max: max 2x2 stride 1, binomial blur stride 2",
+    size_rule="floor(H/2)",
+    reference="Zhang 2019",
+    options={"blur_size": "binomial blur taps, 1..7 (1: plain max pooling; 3 = [1,2,1]; Zhang 2019 uses 3-5)"},
+)
 class BlurMaxPool(nn.Module):
     """MaxBlurPool (Zhang 2019): max 2x2 stride 1 keeps the max's selectivity, then a normalized
     binomial blur of `blur_size` taps subsamples with stride 2, so little aliases.
@@ -44,15 +51,12 @@ class BlurMaxPool(nn.Module):
 
 
 @register(
-    "blur",
-    description="anti-aliased max: max 2x2 stride 1, binomial blur stride 2",
+    "lp",
+    description="(mean |x|^p)^(1/p): mean of |x| (p=1) to max",
     size_rule="floor(H/2)",
-    reference="Zhang 2019",
+    reference="Gulcehre et al. 2014",
+    options={"p": "power, 1..100: 1 = mean of |x|, large p approaches max of |x|"},
 )
-def _blur(channels: int, blur_size: int = 3) -> nn.Module:
-    return BlurMaxPool(channels, blur_size)
-
-
 class LPPool(nn.Module):
     """LP pooling as a power mean: y = (mean_w |x_w|^p)^(1/p) over each 2x2 window.
 
@@ -61,7 +65,7 @@ class LPPool(nn.Module):
     large activations and large p cannot overflow. It is nn.LPPool2d / 4^(1/p) for x >= 0.
     """
 
-    def __init__(self, p: float = 3.0):
+    def __init__(self, channels: int, p: float = 3.0):
         super().__init__()
         self.p = number_option("p", p, low=1, high=100)  # finite: the gradient of x^inf is NaN
 
@@ -78,12 +82,3 @@ class LPPool(nn.Module):
     def extra_repr(self) -> str:
         return f"p={self.p:g}"
 
-
-@register(
-    "lp",
-    description="(mean |x|^p)^(1/p): mean of |x| (p=1) to max",
-    size_rule="floor(H/2)",
-    reference="Gulcehre et al. 2014",
-)
-def _lp(channels: int, p: float = 3.0) -> nn.Module:
-    return LPPool(p)

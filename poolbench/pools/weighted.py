@@ -35,6 +35,12 @@ def softmax_weighted_mean(values: torch.Tensor, logits: torch.Tensor) -> torch.T
     return F.avg_pool2d(weights * values, 2) / F.avg_pool2d(weights, 2)
 
 
+@register(
+    "attention",
+    description="window mean weighted by softmax(learned 1x1-conv logits)",
+    size_rule="floor(H/2)",
+    reference="Gao et al. 2019 (LIP)",
+)
 class AttentionPool(nn.Module):
     """Softmax-weighted 2x2 pooling, weights from a learned 1x1-conv logit map (LIP family).
 
@@ -52,27 +58,6 @@ class AttentionPool(nn.Module):
         return softmax_weighted_mean(fp32(x), fp32(self.logit(x))).to(x.dtype)
 
 
-@register(
-    "attention",
-    description="window mean weighted by softmax(learned 1x1-conv logits)",
-    size_rule="floor(H/2)",
-    reference="Gao et al. 2019 (LIP)",
-)
-def _attention(channels: int) -> nn.Module:
-    return AttentionPool(channels)
-
-
-class SoftPool(nn.Module):
-    """SoftPool (Stergiou et al. 2021): y = sum_w e^{x_w} x_w / sum_w e^{x_w} in each window.
-
-    Between average (all equal) and max (one dominant value); no parameters.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = even_crop(x)
-        values = fp32(x)
-        return softmax_weighted_mean(values, values).to(x.dtype)
-
 
 @register(
     "softpool",
@@ -80,10 +65,28 @@ class SoftPool(nn.Module):
     size_rule="floor(H/2)",
     reference="Stergiou et al. 2021 (SoftPool)",
 )
-def _softpool(channels: int) -> nn.Module:
-    return SoftPool()
+class SoftPool(nn.Module):
+    """SoftPool (Stergiou et al. 2021): y = sum_w e^{x_w} x_w / sum_w e^{x_w} in each window.
+
+    Between average (all equal) and max (one dominant value); no parameters.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = even_crop(x)
+        values = fp32(x)
+        return softmax_weighted_mean(values, values).to(x.dtype)
 
 
+
+@register(
+    "stochastic",
+    description="train: one x per window, drawn with p ~ x; eval: sum p*x",
+    size_rule="floor(H/2)",
+    reference="Zeiler & Fergus 2013",
+)
 class StochasticPool(nn.Module):
     """Stochastic pooling (Zeiler & Fergus 2013).
 
@@ -91,6 +94,9 @@ class StochasticPool(nn.Module):
     outputs; a window with no positive value gets uniform probabilities). Training outputs one
     sampled value per window; evaluation outputs the expectation sum_w p_w x_w.
     """
+
+    def __init__(self, channels: int):
+        super().__init__()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = even_crop(x)
@@ -129,12 +135,3 @@ class StochasticPool(nn.Module):
         expectation = F.avg_pool2d(weights * x, 2) / torch.where(positive, weight_sum, 1.0)
         return torch.where(positive, expectation, F.avg_pool2d(x, 2))
 
-
-@register(
-    "stochastic",
-    description="train: one x per window, drawn with p ~ x; eval: sum p*x",
-    size_rule="floor(H/2)",
-    reference="Zeiler & Fergus 2013",
-)
-def _stochastic(channels: int) -> nn.Module:
-    return StochasticPool()

@@ -1,0 +1,113 @@
+"""What `poolbench list` shows: every operator (from the registry: options and defaults read from
+its signature) and every dataset (from its config file and its source), as rich tables."""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import OmegaConf
+from rich.table import Table
+
+from poolbench.config import compose_config, config_dir, group_options
+from poolbench.data import SOURCES
+from poolbench.pools import POOLS, build_pool, pool_names
+from poolbench.report import si
+
+
+def default_widths() -> list[int]:
+    """The stage widths of the model `poolbench run` builds with no overrides."""
+    return [int(w) for w in compose_config([]).model.channels]
+
+
+def added_parameters(name: str, widths: list[int] | None = None) -> int:
+    """Learnable parameters the operator adds to the default model (one operator per stage)."""
+    widths = widths or default_widths()
+    return sum(p.numel() for width in widths for p in build_pool(POOLS[name].config(), width).parameters()
+               if p.requires_grad)
+
+
+def operator_table() -> Table:
+    widths = default_widths()
+    table = Table(title="operators (pool=NAME)",
+                  caption=f"params: learnable parameters it adds to the default model (stages "
+                          f"{', '.join(map(str, widths))}); options: pool.KEY=VALUE overrides; H: input height "
+                          "(width alike)")
+    for column, style in (("name", "bold cyan"), ("what it does", ""), ("options", "green"),
+                          ("params", ""), ("output size", ""), ("reference", "dim")):
+        table.add_column(column, style=style or None, justify="right" if column == "params" else "left",
+                         no_wrap=column in ("name", "params", "output size"),
+                         max_width={"options": 17, "reference": 22}.get(column))
+    for name in pool_names():
+        spec = POOLS[name]
+        options = " ".join(f"{k}={_short(v)}" for k, v in spec.options().items()) or "-"
+        table.add_row(name, spec.description, options, f"{added_parameters(name, widths):,}", spec.size_rule,
+                      spec.reference)
+    return table
+
+
+def option_table() -> Table:
+    """Every operator option: the key to set, its default (from the class) and what it does."""
+    table = Table(title="operator options (pool=NAME pool.KEY=VALUE)")
+    for column in ("pool", "key", "default", "meaning"):
+        table.add_column(column, style="bold cyan" if column == "pool" else "green" if column == "key" else None)
+    for name in pool_names():
+        spec = POOLS[name]
+        for key, default in spec.options().items():
+            table.add_row(name, f"pool.{key}", _short(default), spec.option_help.get(key, ""))
+    return table
+
+
+BACKBONES = ("small", "resnet20", "resnet18")
+BACKBONE_INPUT = ["data=cifar10"]  # every backbone measured on one input: 32x32 RGB, 10 classes
+META_ABOVE = 2_000_000  # parameters above which FLOPs are counted on the meta device (no weights, no arithmetic)
+
+
+def backbone_rows() -> list[dict]:
+    """Params and forward FLOPs per 32x32x3 image of each backbone with each operator."""
+    from poolbench.model import build_model, count_params
+    from poolbench.speed import count_flops
+
+    configs = {b: compose_config([*BACKBONE_INPUT, f"model={b}"], check=False) for b in BACKBONES}
+    rows = []
+    for name in pool_names():
+        row = {"pool": name}
+        for backbone, cfg in configs.items():
+            cfg = cfg.copy()
+            cfg.pool = POOLS[name].config()
+            with torch.device("meta"):  # shapes only: no weights to initialize, no arithmetic to run
+                model = build_model(cfg)
+            if count_params(model) < META_ABOVE:  # meta kernels run in Python: small nets count faster for real
+                model = build_model(cfg)
+            flops, uncounted = count_flops(model, (3, 32, 32))  # its probe follows the weights' device
+            row[backbone] = {"params": count_params(model), "flops": flops, "uncounted": uncounted}
+        rows.append(row)
+    return rows
+
+
+def backbone_table() -> Table:
+    table = Table(title="backbones (model=NAME) with each operator: params / forward FLOPs per 32x32x3 image",
+                  caption="model=small is SmallCNN (16, 32, 64); resnet20: He et al. 2016 (16-64); resnet18: "
+                          "CIFAR style (64-512); the operator sits at every downsampling point")
+    table.add_column("pool", style="bold cyan", no_wrap=True)
+    for backbone in BACKBONES:
+        table.add_column(f"model={backbone}", justify="right", no_wrap=True)
+    for row in backbone_rows():
+        table.add_row(row["pool"], *(f"{si(row[b]['params'])} / {si(row[b]['flops'])}"
+                                     + ("+?" if row[b]["uncounted"] else "") for b in BACKBONES))
+    return table
+
+
+def dataset_table() -> Table:
+    table = Table(title="datasets (data=NAME)")
+    for column in ("name", "images", "classes", "source"):
+        table.add_column(column, style="bold cyan" if column == "name" else None)
+    for name in group_options("data"):
+        cfg = OmegaConf.load(config_dir() / "data" / f"{name}.yaml").data
+        size = cfg.get("image_size")
+        source = SOURCES[name].description if name in SOURCES else "-"
+        table.add_row(name, f"{size}x{size}x{cfg.get('channels')}", str(cfg.get("num_classes") or "from the folders"),
+                      source)
+    return table
+
+
+def _short(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value).lower() if isinstance(value, bool) else str(value)

@@ -1,0 +1,229 @@
+"""Image-folder datasets (train/<class>/*, test/<class>/*), as a folder or an archive of one.
+
+`data=imagefolder data.root=PATH` loads the user's own images; CIFAR-10's image-folder copies
+come through here too. The first load decodes every image once into uint8 tensors and saves
+them to one cache file; later loads read only that file. The cache key covers the source's
+path, size and modification time and the requested size and channels, so a changed source
+is decoded again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import torch
+
+from poolbench.data.archives import is_archive, iter_files
+from poolbench.data.base import Check, Source, TensorData, data_root, fill_from_data
+from poolbench.data.decode import PIL_MODES, decode_images
+from poolbench.errors import UsageError
+from poolbench.report import console
+from poolbench.results import save_checkpoint
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "test")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm"}
+CACHE_VERSION = 1
+LAYOUT_HINT = "an image-folder dataset needs train/<class>/ and test/<class>/ folders of images"
+
+
+@dataclass
+class FolderImages:
+    train_x: torch.Tensor  # (N, C, H, W) uint8
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    classes: list[str]
+    cache: Path
+    decode_seconds: float | None  # None when read from the cache
+
+
+def load_image_folder(source: Path, cache_dir: Path, image_size: int, channels: int,
+                      refresh: bool = False) -> FolderImages:
+    """The dataset at `source` (folder or archive) as tensors, from the cache when it is current
+    (`refresh`: decode every image again and rewrite the cache)."""
+    source = Path(source).expanduser()
+    if not source.exists():
+        raise UsageError(f"{source} does not exist: point data.root (or data.source) at a folder or archive; "
+                         f"{LAYOUT_HINT}.")
+    if channels not in PIL_MODES:
+        raise UsageError(f"data.channels must be 1, 3 or 4 for image folders, got {channels}.")
+    cache = cache_file(source, cache_dir, image_size, channels)
+    cached = None if refresh else _read_cache(cache, image_size, channels)
+    if cached is not None:
+        return cached
+    console.print(f"[dim]decoding {source} once; later runs read {cache}[/]", soft_wrap=True)
+    started = time.perf_counter()
+    entries = iter_files(source) if is_archive(source) else _folder_entries(source)
+    splits, classes = _layout(entries, source)
+    tensors = {}
+    for split in SPLITS:
+        names = [name for name, _, _ in splits[split]]
+        blobs = [blob for _, _, blob in splits[split]]
+        tensors[f"{split}_x"] = decode_images(blobs, names, image_size, channels)
+        tensors[f"{split}_y"] = torch.tensor([label for _, label, _ in splits[split]], dtype=torch.long)
+    seconds = time.perf_counter() - started
+    log.info("decoded %s in %.1f s; cache %s", source, seconds, cache)
+    save_checkpoint(cache, {**tensors, "classes": classes, "source": str(source), "version": CACHE_VERSION})
+    return FolderImages(**tensors, classes=classes, cache=cache, decode_seconds=seconds)
+
+
+def cache_file(source: Path, cache_dir: Path, image_size: int, channels: int) -> Path:
+    """The one place a decoded copy of `source` is kept: run, `data info` and `data verify` agree."""
+    return Path(cache_dir).expanduser() / f"cache-{cache_key(Path(source).expanduser(), image_size, channels)}.pt"
+
+
+def cache_key(source: Path, image_size: int, channels: int) -> str:
+    if source.is_dir():
+        count, total, newest = 0, 0, 0
+        for folder, _, files in os.walk(source):
+            for name in files:
+                st = os.stat(os.path.join(folder, name))
+                count, total, newest = count + 1, total + st.st_size, max(newest, st.st_mtime_ns)
+        fingerprint = [count, total, newest]
+    else:
+        st = source.stat()
+        fingerprint = [st.st_size, st.st_mtime_ns]
+    text = json.dumps([CACHE_VERSION, str(source.resolve()), fingerprint, int(image_size), int(channels)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _read_cache(cache: Path, image_size: int, channels: int) -> FolderImages | None:
+    if not cache.is_file():
+        return None
+    try:
+        saved = torch.load(cache, map_location="cpu", weights_only=True)
+        shape = (channels, image_size, image_size)
+        ok = (saved.get("version") == CACHE_VERSION
+              and all(tuple(saved[f"{s}_x"].shape[1:]) == shape and saved[f"{s}_x"].dtype == torch.uint8
+                      and saved[f"{s}_y"].shape[0] == saved[f"{s}_x"].shape[0] for s in SPLITS))
+    except Exception as err:  # a damaged cache is only a cache: decode again
+        log.warning("cache %s is unreadable (%s): decoding the source again", cache, type(err).__name__)
+        return None
+    if not ok:
+        log.warning("cache %s does not match the config: decoding the source again", cache)
+        return None
+    return FolderImages(*(saved[k] for k in ("train_x", "train_y", "test_x", "test_y")),
+                        classes=list(saved["classes"]), cache=cache, decode_seconds=None)
+
+
+# ------------------------------------------------------------------ layout
+
+def _folder_entries(source: Path):
+    for folder, dirs, files in os.walk(source):
+        dirs.sort()
+        base = Path(folder)
+        rel_base = PurePosixPath(base.relative_to(source).as_posix())
+        for name in dirs:
+            yield rel_base / name, None
+        for name in sorted(files):
+            yield rel_base / name, base / name
+
+
+def _hidden(parts) -> bool:
+    return any(part.startswith(".") or part == "__MACOSX" for part in parts)
+
+
+def _layout(entries, source: Path):
+    """Sort entries into splits and classes: (split -> [(name, label, bytes)], classes)."""
+    found: dict[tuple, dict[str, dict[str, list]]] = {}  # prefix -> split -> class -> [(name, blob)]
+    for rel, blob in entries:
+        parts = rel.parts
+        if _hidden(parts):
+            continue
+        if blob is None:  # a folder: remember class folders so empty ones can be reported
+            if len(parts) >= 2 and parts[-2] in SPLITS:
+                found.setdefault(parts[:-2], {}).setdefault(parts[-2], {}).setdefault(parts[-1], [])
+            continue
+        if len(parts) < 3 or parts[-3] not in SPLITS or rel.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        classes = found.setdefault(parts[:-3], {}).setdefault(parts[-3], {})
+        classes.setdefault(parts[-2], []).append((rel.as_posix(), blob))
+    if not found:
+        raise UsageError(f"{source} holds no train/<class>/ images: {LAYOUT_HINT}.")
+    prefix = min(found, key=len)  # the outermost dataset wins; deeper look-alikes are ignored
+    where = f"{source}/{'/'.join(prefix)}".rstrip("/")
+    tree = found[prefix]
+    for split in SPLITS:
+        if split not in tree:
+            raise UsageError(f"{where} has no {split}/ split: {LAYOUT_HINT}.")
+        for name, files in tree[split].items():
+            if not files:
+                raise UsageError(f"Class '{name}' in {where}/{split}/ has no images: add some or remove the folder.")
+    classes = sorted(tree["train"])
+    extra = sorted(set(tree["test"]) - set(classes))
+    if extra:
+        raise UsageError(f"{where}/test/ has class '{extra[0]}' that train/ lacks: the splits must share classes.")
+    splits = {}
+    for split in SPLITS:
+        rows = []
+        for label, name in enumerate(classes):
+            for member, blob in sorted(tree[split].get(name, []), key=lambda item: item[0]):
+                rows.append((f"{source}:{member}" if isinstance(blob, bytes) else str(blob), label, blob))
+        splits[split] = rows
+    return splits, classes
+
+
+
+
+# ------------------------------------------------------------------ data=imagefolder
+
+def _root(data_cfg) -> Path:
+    if not data_cfg.get("root"):
+        raise UsageError("data=imagefolder needs data.root=PATH: a folder (or .tar.xz/.tar.gz/.zip) holding "
+                         "train/<class>/ and test/<class>/ folders of images.")
+    return data_root(data_cfg)
+
+
+def _settings(data_cfg) -> tuple[Path, Path, int, int]:
+    return _root(data_cfg), Path(str(data_cfg.cache)).expanduser(), int(data_cfg.image_size), int(data_cfg.channels)
+
+
+def describe(source: Path, images: FolderImages) -> str:
+    how = "cached" if images.decode_seconds is None else f"decoded in {images.decode_seconds:.1f} s"
+    return f"{source} ({how}; cache {images.cache})"
+
+
+def load(data_cfg) -> TensorData:
+    """Any train/<class>/, test/<class>/ dataset at data.root (folder or archive)."""
+    source, cache_dir, size, channels = _settings(data_cfg)
+    images = load_image_folder(source, cache_dir, size, channels)
+    data = TensorData("imagefolder", images.train_x, images.train_y, images.test_x, images.test_y,
+                      images.classes, describe(source, images))
+    fill_from_data(data_cfg, data)
+    return data
+
+
+def locations(data_cfg) -> list[Path]:
+    if not data_cfg.get("root"):
+        return []
+    source, cache_dir, size, channels = _settings(data_cfg)
+    return [source, cache_file(source, cache_dir, size, channels)] if source.exists() else [source]
+
+
+def decode_check(source: Path, cache_dir: Path, size: int, channels: int) -> Check:
+    """An image-folder source is checked by decoding every image afresh (the cache is rewritten)."""
+    try:
+        images = load_image_folder(source, cache_dir, size, channels, refresh=True)
+    except UsageError as err:
+        return Check(str(source), "every image decodes", False, str(err))
+    count = len(images.train_y) + len(images.test_y)
+    return Check(str(source), "every image decodes", True,
+                 f"ok: {count} images, {len(images.classes)} classes, decoded in {images.decode_seconds:.1f} s")
+
+
+SOURCE = Source(
+    name="imagefolder",
+    description="your own train/ and test/ class folders: data.root=PATH",
+    load=load,
+    locations=locations,
+    checks=lambda cfg: iter([decode_check(*_settings(cfg))]),
+    downloads=False,
+)

@@ -1,0 +1,96 @@
+"""Sweep plots (matplotlib, PNG, written atomically): the trade-off, accuracy under shifts, throughput.
+
+Error bars are the same 95% confidence half-widths as in the table; a configuration with a
+single seed is drawn without them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from poolbench.results import atomic_write
+from poolbench.sweep.aggregate import Summary
+
+PLOT_FILES = ("accuracy_vs_consistency.png", "shift_accuracy.png", "throughput.png")
+
+
+def _figure(figsize):
+    """A figure that belongs to no GUI backend: pyplot (and its global backend choice) is never
+    touched, so importing poolbench changes nothing in a notebook that plots too."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots()
+
+
+def _ci(entry: dict) -> float:
+    return entry.get("ci95") or 0.0
+
+
+def write_plots(summary: Summary, out_dir: Path) -> list[Path]:
+    """The three PNGs in out_dir; rows without a complete run are left out of them."""
+    rows = [row for row in summary.rows if row.n and "accuracy" in row.stats]
+    if not rows:
+        return []
+    paths = [Path(out_dir) / name for name in PLOT_FILES]
+    for path, draw in zip(paths, (_trade_off, _shift_accuracy, _throughput)):
+        fig = draw(rows)
+        fig.tight_layout()
+        atomic_write(path, lambda handle, fig=fig: fig.savefig(handle, format="png", dpi=120))
+    return paths
+
+
+def _trade_off(rows):
+    fig, ax = _figure((7, 5))
+    for row in rows:
+        acc, cons = row.stats["accuracy"], row.stats.get("consistency")
+        if cons is None:
+            continue
+        ax.errorbar(100 * cons["mean"], 100 * acc["mean"], xerr=100 * _ci(cons), yerr=100 * _ci(acc),
+                    fmt="o", capsize=4, label=f"{row.label} (n={row.n})")
+        ax.annotate(row.label, (100 * cons["mean"], 100 * acc["mean"]), textcoords="offset points",
+                    xytext=(5, 5), fontsize=8)
+    ax.set_xlabel("consistency under random shifts (%)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("accuracy vs shift consistency (mean ± 95% CI over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return fig
+
+
+def _shift_accuracy(rows):
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = _figure((7, 5))
+    for i, row in enumerate(rows):
+        if not row.shift_accuracy:
+            continue
+        shifts = sorted(row.shift_accuracy, key=int)
+        means = [100 * row.shift_accuracy[d]["mean"] for d in shifts]
+        errors = [100 * _ci(row.shift_accuracy[d]) for d in shifts]
+        nudge = 0.04 * (i - (len(rows) - 1) / 2)  # side by side, so error bars do not hide each other
+        ax.errorbar([int(d) + nudge for d in shifts], means, yerr=errors, marker="o", capsize=3, label=row.label)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("shift d (pixels, mean of the four axis directions)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("accuracy under shifts of d pixels")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return fig
+
+
+def _throughput(rows):
+    fig, ax = _figure((max(6, 1.2 * len(rows)), 5))
+    width = 0.4
+    positions = range(len(rows))
+    for offset, key, name in ((-width / 2, "infer_images_per_s", "inference"),
+                              (width / 2, "train_images_per_s", "training")):
+        entries = [row.stats.get(key, {"mean": 0.0}) for row in rows]
+        ax.bar([p + offset for p in positions], [e["mean"] for e in entries], width,
+               yerr=[_ci(e) for e in entries], capsize=3, label=name)
+    ax.set_xticks(list(positions), [row.label for row in rows], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("images / s")
+    ax.set_title("throughput per configuration (mean ± 95% CI over seeds)")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    return fig

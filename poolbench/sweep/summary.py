@@ -1,0 +1,205 @@
+"""The comparison a sweep ends with: one rich table, and summary.csv/.md/.json beside the runs.
+
+Every view shows the same numbers: per configuration the mean +- 95% CI half-width over seeds
+(n), the difference from pool=max (* when Welch's p < 0.05), the best value per column in bold
+and a star on the accuracy / consistency / inference-throughput Pareto front.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from poolbench.report import console as default_console
+from poolbench.report import si
+from poolbench.results import write_json, write_text
+from poolbench.sweep.aggregate import METRICS, PARETO_METRICS, SIGNIFICANCE, Metric, Row, Summary, to_dict
+from poolbench.sweep.grid import BASELINE_POOL
+
+SUMMARY_FILES = ("summary.csv", "summary.md", "summary.json")
+PARETO_MARK = "★"
+
+
+def _number(metric: Metric, value: float) -> str:
+    if metric.kind == "fraction":
+        return f"{100 * value:.2f}"
+    if metric.kind == "rate":
+        return f"{value:,.0f}"
+    return si(value)
+
+
+UNCOUNTED_MARK = "+?"  # after a FLOP count that misses ops the counter could not count
+
+
+def mean_text(metric: Metric, entry: dict, sep: str = " ", row: Row | None = None) -> str:
+    text = _number(metric, entry["mean"])
+    if metric.key == "flops_per_image" and row is not None and row.flops_uncounted:
+        text += UNCOUNTED_MARK
+    if entry.get("ci95"):  # None for n = 1; 0 for seed-independent values such as params
+        text += f"{sep}±{_number(metric, entry['ci95'])}"
+    elif sep == "\n":
+        text += "\n"  # keeps the difference on the third line of every cell
+    return text
+
+
+def diff_text(row: Row, metric: Metric, entry: dict) -> str:
+    """vs max: percentage points for fractions, relative change for rates and counts."""
+    if "diff" not in entry:
+        return ""
+    if metric.kind == "fraction":
+        text = f"{100 * entry['diff']:+.2f}"
+    elif entry.get("diff_relative") is not None:
+        relative = 100 * entry["diff_relative"]
+        text = f"{relative:+.0f}%" if abs(relative) >= 10 else f"{relative:+.1f}%"
+    else:
+        text = f"{entry['diff']:+g}"
+    return text + ("*" if entry.get("significant") else "")
+
+
+def header(metric: Metric) -> str:
+    return f"{metric.label} %" if metric.kind == "fraction" else metric.label
+
+
+def row_label(row: Row) -> str:
+    return row.label + (" (baseline)" if row.config.get("pool") == BASELINE_POOL else "")
+
+
+def n_text(row: Row) -> str:
+    failed = len(row.runs) - row.n
+    return f"{row.n}" + (f" +{failed} failed" if failed else "")
+
+
+def caption(summary: Summary) -> str:
+    shared = " ".join(f"{k}={v}" for k, v in summary.common.items())
+    pareto = " / ".join(m.label for m in METRICS if m.key in PARETO_METRICS)
+    return (f"{shared + '; ' if shared else ''}mean±95% CI over n seeds; then the difference from the "
+            f"pool={BASELINE_POOL} row with the rest of the configuration equal (percentage points for %, "
+            f"relative change otherwise; * = Welch's t-test p < {SIGNIFICANCE}); bold = best in its column; "
+            f"{PARETO_MARK} = on the Pareto front of {pareto}"
+            + (f"; FLOPs{UNCOUNTED_MARK}: a lower bound, some ops could not be counted (summary.json lists them)"
+               if any(row.flops_uncounted for row in summary.rows) else ""))
+
+
+def rich_table(summary: Summary, title: str = "comparison") -> Table:
+    """Narrow cells (mean, ±CI and difference on three lines) so 80 columns fit six operators."""
+    table = Table(title=title, caption=caption(summary), show_lines=True, box=box.SIMPLE_HEAD,
+                  caption_justify="left", collapse_padding=True, pad_edge=False)
+    table.add_column("config", no_wrap=True, min_width=max([len(r.label) for r in summary.rows] + [8]))
+    for metric in METRICS:
+        words = header(metric).split()
+        table.add_column("\n".join(words), justify="right", min_width=max(len(w) for w in words))
+    table.add_column(PARETO_MARK, justify="center")
+    for row in summary.rows:
+        cells = []
+        for metric in METRICS:
+            entry = row.stats.get(metric.key)
+            if entry is None:
+                cells.append("[red]failed[/]" if not row.n else "n/a")
+                continue
+            style = "bold green" if metric.key in row.best else ""
+            text = mean_text(metric, entry, sep="\n", row=row)
+            text = f"[{style}]{text}[/]" if style else text
+            diff = diff_text(row, metric, entry)
+            cells.append(text + (f"\n[dim]{diff}[/]" if diff else ""))
+        failed = len(row.runs) - row.n
+        n_cell = f"n={row.n}" + (f"\n[red]{failed} failed[/]" if failed else "")
+        name = row.label + ("\n[dim]baseline[/]" if row.config.get("pool") == BASELINE_POOL else "")
+        table.add_row(f"{name}\n{n_cell}", *cells, PARETO_MARK if row.pareto else "")
+    return table
+
+
+def failed_lines(summary: Summary) -> list[str]:
+    """One line per job that did not complete: what it was, its error's first line, where it is."""
+    return [f"[red]{item['status']}[/] {item['label']}: {item['error']} [dim]({item['dir']})[/]"
+            for item in to_dict(summary)["failed"]]
+
+
+def markdown(summary: Summary, title: str = "comparison") -> str:
+    headers = ["configuration", "n", *(header(m) for m in METRICS), "Pareto"]
+    lines = [f"# {title}", "", caption(summary) + ".", "",
+             "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for row in summary.rows:
+        cells = [row_label(row), n_text(row)]
+        for metric in METRICS:
+            entry = row.stats.get(metric.key)
+            if entry is None:
+                cells.append("failed" if not row.n else "n/a")
+                continue
+            text = mean_text(metric, entry, row=row)
+            text = f"**{text}**" if metric.key in row.best else text
+            diff = diff_text(row, metric, entry)
+            cells.append(text + (f" ({diff})" if diff else ""))
+        cells.append(PARETO_MARK if row.pareto else "")
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    failed = to_dict(summary)["failed"]
+    if failed:
+        lines += ["", "## Jobs that did not complete", "", "| configuration | seed | status | error | directory |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {f['label']} | {f['seed']} | {f['status']} | {(f['error'] or '').replace('|', '/')} "
+                  f"| {f['dir']} |"
+                  for f in failed]
+    if summary.notes:
+        lines += ["", "## Notes", ""] + [f"- {note}" for note in summary.notes]
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(summary: Summary) -> str:
+    """One line per configuration, then one per job that did not complete (status, error)."""
+    keys = list(dict.fromkeys(k for row in summary.rows for k in row.config))
+    fields = ["label", *keys, "status", "n", "failed", "seeds"]
+    for metric in METRICS:
+        fields += [f"{metric.key}_{part}" for part in ("mean", "ci95", "std", "diff", "p_value", "significant", "best")]
+    fields += ["pareto", "error", "dir"]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for row in summary.rows:
+        line = {"label": row.label, **row.config, "status": "complete" if row.n else "failed", "n": row.n,
+                "failed": len(row.runs) - row.n, "seeds": " ".join(str(r.seed) for r in row.done),
+                "pareto": row.pareto}
+        for metric in METRICS:
+            entry = row.stats.get(metric.key, {})
+            for part in ("mean", "ci95", "std", "diff", "p_value", "significant"):
+                line[f"{metric.key}_{part}"] = entry.get(part, "")
+            line[f"{metric.key}_best"] = metric.key in row.best
+        writer.writerow({k: ("" if v is None else v) for k, v in line.items()})
+    for item in to_dict(summary)["failed"]:
+        writer.writerow({"label": item["label"], "status": item["status"], "seeds": item["seed"],
+                         "error": item["error"], "dir": item["dir"]})
+    return out.getvalue()
+
+
+def write_summary_files(summary: Summary, out_dir: Path, title: str = "comparison") -> list[Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / name for name in SUMMARY_FILES]
+    write_text(paths[0], csv_text(summary))
+    write_text(paths[1], markdown(summary, title))
+    write_json(paths[2], to_dict(summary))
+    return paths
+
+
+def publish(summary: Summary, out_dir: Path, title: str = "comparison", out: Console = default_console) -> list[Path]:
+    """Print the table (and any failed jobs), write the summary files and plots, print their paths."""
+    from poolbench.sweep.plots import write_plots  # matplotlib loads only here
+
+    out.print(rich_table(summary, title))
+    if summary.failed:
+        out.print("jobs that did not complete (rerun the same sweep into the same directory to retry only these):")
+        for line in failed_lines(summary):
+            out.print(line, soft_wrap=True)
+    for note in summary.notes:
+        out.print(f"[yellow]note:[/] {note}", soft_wrap=True)
+    paths = write_summary_files(summary, out_dir, title)
+    try:
+        paths += write_plots(summary, out_dir)
+    except ImportError:
+        out.print("[yellow]note:[/] plots need matplotlib: pip install 'poolbench[sweep]'", soft_wrap=True)
+    for path in paths:
+        out.print(f"wrote [bold]{path}[/]", soft_wrap=True)
+    return paths

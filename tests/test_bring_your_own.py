@@ -1,0 +1,100 @@
+"""A user's operator in their own file, with no line of poolbench changed: run, eval, a sweep
+against max, a rerun of that sweep, compare; and the sentences when it is gone or breaks the contract."""
+
+import json
+import sys
+
+import pytest
+from helpers import SWEEP_TINY, TINY, cli
+
+OPERATOR = '''
+import torch.nn.functional as F
+from torch import nn
+
+
+class MedianPool(nn.Module):
+    """Median of each 2x2 window, stride 2."""
+
+    def __init__(self, channels, window=2):
+        super().__init__()
+        self.window = window
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        k = self.window
+        patches = F.unfold(x, k, stride=k).view(n, c, k * k, -1)
+        return patches.median(dim=2).values.view(n, c, h // k, w // k)
+
+
+class Grows(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+
+    def forward(self, x):
+        return x.repeat(1, 1, 2, 2)
+'''
+
+
+@pytest.fixture
+def user_folder(tmp_path, monkeypatch, request):
+    """The user's folder: their operator module (a name of its own per test) and a pool config."""
+    module = f"myops_{request.node.name.split('[')[0][-20:]}"
+    (tmp_path / f"{module}.py").write_text(OPERATOR)
+    (tmp_path / "my_configs" / "pool").mkdir(parents=True)
+    (tmp_path / "my_configs" / "pool" / "median.yaml").write_text(
+        f"name: median\n_target_: {module}.MedianPool\nwindow: 2\n")
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path, module
+    sys.modules.pop(module, None)
+
+
+def metrics(run_dir):
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_run_eval_and_the_recorded_target(user_folder):
+    folder, module = user_folder
+    result = cli("run", "pool=custom", f"pool._target_={module}.MedianPool", *SWEEP_TINY, "threads=1",
+                 f"hydra.run.dir={folder}/run")
+    assert result.exit_code == 0, result.output
+    saved = metrics(folder / "run")
+    assert saved["status"] == "complete"
+    assert "aten.median" in saved["model"]["flops_uncounted"]  # FLOPs admit what they miss
+    assert "+?" in result.output
+    again = cli("eval", str(folder / "run"))
+    assert again.exit_code == 0, again.output
+    assert f"{100 * saved['accuracy']['test']:.2f}%" in again.output
+    # the module is gone: one sentence naming the fix, exit 2
+    (folder / f"{module}.py").unlink()
+    sys.modules.pop(module, None)
+    gone = cli("eval", str(folder / "run"))
+    assert gone.exit_code == 2 and f"no module named '{module}'" in gone.output and "Traceback" not in gone.output
+
+
+def test_config_from_the_users_folder_sweeps_against_max_and_reruns_nothing(user_folder):
+    folder, _ = user_folder
+    args = ["pool=median,max", "seed=0", "hydra.searchpath=[file://my_configs]", *SWEEP_TINY, "threads=1",
+            f"hydra.sweep.dir={folder}/sweep"]
+    first = cli("sweep", *args)
+    assert first.exit_code == 0, first.output
+    table = json.loads((folder / "sweep" / "summary.json").read_text())
+    assert sorted(row["configuration"]["pool"] for row in table["rows"]) == ["max", "median"]
+    second = cli("sweep", *args)
+    assert second.exit_code == 0 and second.output.count("already complete") == 2, second.output
+    compared = cli("compare", str(folder / "sweep"), "-o", str(folder / "cmp"))
+    assert compared.exit_code == 0 and "median" in compared.output
+
+
+def test_an_operator_that_breaks_the_contract_is_stopped_before_training(user_folder):
+    folder, module = user_folder
+    result = cli("run", "pool=custom", f"pool._target_={module}.Grows", *TINY, f"hydra.run.dir={folder}/bad")
+    assert result.exit_code == 2
+    assert "breaks the operator contract (output size)" in result.output
+    assert not (folder / "bad").exists()
+
+
+def test_custom_without_a_target_and_unknown_options_are_usage_errors(user_folder):
+    folder, module = user_folder
+    assert "pool=custom needs pool._target_" in cli("run", "pool=custom", *TINY).output
+    result = cli("run", "pool=custom", f"pool._target_={module}.MedianPool", "+pool.size=3", *TINY)
+    assert result.exit_code == 2 and "pool.size is not an option" in result.output

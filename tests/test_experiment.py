@@ -1,0 +1,130 @@
+"""One experiment in this process: what run_experiment leaves on disk when training stops or fails,
+and what `evaluate_run` refuses. (The same through real processes and signals: test_end_to_end.py.)"""
+
+import pickle
+
+import pytest
+import torch
+from helpers import SWEEP_TINY, TINY, fake_run_dir, read_metrics
+
+from poolbench.config import check_overrides, compose_config
+from poolbench.errors import RunError, UsageError
+from poolbench.experiment import evaluate_run, run_experiment
+from poolbench.train import TrainingInterrupted, TrainState
+
+QUICK = [*SWEEP_TINY, "threads=1"]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["pool=fractional", "pool.ratio=1.5"], r"pool\.ratio .*got 1\.5"),
+    (["model.channels=[4,4,4,4,4,4]"], "too deep"),
+])
+def test_operator_options_and_model_depth_are_checked_before_a_run(overrides, message):
+    with pytest.raises(UsageError, match=message):
+        check_overrides(["data=shapes", *overrides])
+
+
+def test_corrupted_dataset_archive_is_named(tmp_path):
+    from poolbench.data import load_dataset
+
+    archive = tmp_path / "set.tar.xz"
+    archive.write_bytes(b"\xfd7zXZ\x00" + b"\x00" * 100)
+    cfg = compose_config(["data=imagefolder", f"data.root={archive}", f"data.cache={tmp_path / 'c'}"])
+    with pytest.raises(UsageError, match=f"Archive {archive} is damaged or truncated"):
+        load_dataset(cfg.data)
+
+
+def test_a_complete_run_records_what_ran_and_how_long(tmp_path):
+    metrics = run_experiment(compose_config(QUICK), tmp_path, ["pool=max"], show_progress=False)
+    assert read_metrics(tmp_path) == metrics  # what it returns is what it wrote
+    assert metrics["status"] == "complete" and metrics["run"]["overrides"] == ["pool=max"]
+    assert metrics["run"]["threads"] == 1 and metrics["throughput"]["matmul_dtype"] == "float32"
+    assert 0 < metrics["time"]["train_s"] and metrics["time"]["eval_s"] < metrics["time"]["total_s"]
+    assert (tmp_path / "model.pt").is_file()
+
+
+def test_training_stopped_between_steps_records_how_to_continue(tmp_path, monkeypatch, capsys):
+    import poolbench.experiment as experiment
+
+    state = TrainState(epoch=1, train_seconds=0.5, history=[{"epoch": 1, "train_loss": 2.0}])
+
+    def stopped(*args, **kwargs):
+        raise TrainingInterrupted(state)
+
+    monkeypatch.setattr(experiment, "train", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(compose_config(QUICK), tmp_path, ["pool=max", f"train.resume={tmp_path / 'old'}"],
+                       show_progress=False)
+    metrics = read_metrics(tmp_path)
+    assert metrics["status"] == "interrupted" and metrics["history"] == state.history
+    assert metrics["resume_with"] == f"train.resume={tmp_path}" and metrics["time"]["train_s"] == 0.5
+    out = capsys.readouterr().out.replace("\n", "")
+    assert f"continue with: poolbench run pool=max train.resume={tmp_path}" in out  # the old resume replaced
+
+
+def test_an_interrupt_before_training_leaves_an_interrupted_run_without_a_resume_hint(tmp_path, monkeypatch):
+    import poolbench.experiment as experiment
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment, "load_dataset", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(compose_config(QUICK), tmp_path, [], show_progress=False)
+    metrics = read_metrics(tmp_path)
+    assert metrics["status"] == "interrupted" and "resume_with" not in metrics and metrics["history"] == []
+
+
+def test_an_unexpected_error_is_recorded_with_its_type(tmp_path, monkeypatch):
+    import poolbench.experiment as experiment
+
+    def broken(*args, **kwargs):
+        raise ValueError("bad batch")
+
+    monkeypatch.setattr(experiment, "train", broken)
+    with pytest.raises(ValueError):
+        run_experiment(compose_config(QUICK), tmp_path, [], show_progress=False)
+    assert read_metrics(tmp_path)["status"] == "failed" and read_metrics(tmp_path)["error"] == "ValueError: bad batch"
+
+
+# ---------------------------------------------------------------- evaluate_run
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def _truncated_checkpoint(tmp_path):
+    from poolbench.model import build_model
+
+    torch.save({"model": build_model(compose_config(TINY)).state_dict()}, tmp_path / "whole.pt")
+    data = (tmp_path / "whole.pt").read_bytes()
+    return data[: len(data) // 2]
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+@pytest.mark.parametrize("kind, message", [
+    ("truncated", "is damaged"), ("missing", "has no checkpoint model.pt"), ("pickled code", "is damaged")])
+def test_eval_refuses_truncated_missing_or_unsafe_checkpoints(tmp_path, capsys, kind, message):
+    content = {"truncated": _truncated_checkpoint(tmp_path), "missing": None,
+               "pickled code": pickle.dumps(Payload())}[kind]
+    run_dir = fake_run_dir(tmp_path / "run", content)
+    with pytest.raises(UsageError, match=message):
+        evaluate_run(run_dir)
+    assert "this must never run" not in capsys.readouterr().out  # weights_only=True ran nothing
+
+
+def test_eval_of_a_checkpoint_from_another_model_is_a_run_error(tmp_path):
+    from poolbench.model import build_model
+    from poolbench.results import save_checkpoint
+
+    run_dir = fake_run_dir(tmp_path / "run", None)
+    other = build_model(compose_config([*TINY, "model.channels=[4,8]"]))
+    save_checkpoint(run_dir / "model.pt", {"model": other.state_dict()})
+    with pytest.raises(RunError, match=f"The checkpoint in {run_dir} does not match its config"):
+        evaluate_run(run_dir)
+
+
+def test_eval_of_a_folder_that_is_not_a_run(tmp_path):
+    with pytest.raises(UsageError, match="not a poolbench run directory"):
+        evaluate_run(tmp_path)

@@ -1,0 +1,90 @@
+"""Every backbone with every operator: the network-level contract (timm-style, one test for all),
+and what the ResNets promise about their downsampling points."""
+
+import functools
+
+import pytest
+import torch
+from torch import nn
+
+from poolbench.config import compose_config
+from poolbench.model import build_model, inference_copy
+from poolbench.pools import POOLS
+
+BACKBONES = ["small", "resnet20", "resnet18"]
+SIZE = 16  # resnet18's four stages still end at 2x2
+# resnet18's structure (4 stages of 2 blocks) at an eighth of its width: the same code paths, 60x cheaper
+SLIM = {"resnet18": ["model.widths=[8,16,32,64]"]}
+
+
+@functools.lru_cache(maxsize=None)
+def composed(backbone, slim):
+    overrides = [f"model={backbone}", "data=cifar10", f"data.image_size={SIZE}"]
+    return compose_config(overrides + (SLIM.get(backbone, []) if slim else []), check=False)
+
+
+def network(backbone, pool, slim=True):
+    cfg = composed(backbone, slim).copy()
+    cfg.pool = POOLS[pool].config()
+    torch.manual_seed(0)
+    return build_model(cfg)
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+@pytest.mark.parametrize("pool", sorted(POOLS))
+def test_every_backbone_takes_every_operator(backbone, pool):
+    model = network(backbone, pool).train()
+    x = torch.randn(2, 3, SIZE, SIZE, requires_grad=True)
+    out = model(x)
+    assert out.shape == (2, 10)
+    out.square().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        probe = torch.randn(2, 3, SIZE, SIZE)
+        first = model(probe)
+        assert torch.equal(first, model(probe)), "eval must be deterministic"
+        last = model.to(memory_format=torch.channels_last)(probe.contiguous(memory_format=torch.channels_last))
+        assert torch.allclose(first, last, atol=1e-4, rtol=1e-3)
+        assert torch.allclose(first, inference_copy(model)(probe), atol=1e-4, rtol=1e-3)
+
+
+def test_resnet_sizes_match_the_papers():
+    params = {b: sum(p.numel() for p in network(b, "strided", slim=False).parameters())
+              for b in ("resnet20", "resnet18")}
+    assert 0.26e6 < params["resnet20"] < 0.28e6  # He et al. 2016: 0.27M
+    assert 11.1e6 < params["resnet18"] < 11.25e6  # CIFAR ResNet-18: 11.2M
+
+
+def count(model, kind):
+    return sum(isinstance(m, kind) for m in model.modules())
+
+
+def test_each_downsampling_point_takes_the_operator_in_both_paths():
+    model = network("resnet20", "max")
+    # two downsampling blocks (stages 2 and 3), each with the operator in the residual path and the shortcut
+    assert count(model, nn.MaxPool2d) == 4
+    assert not any(m.stride != (1, 1) for m in model.modules() if isinstance(m, nn.Conv2d))
+    strided = network("resnet20", "strided")
+    assert count(strided, nn.MaxPool2d) == 0
+    assert sum(m.stride == (2, 2) for m in strided.modules() if isinstance(m, nn.Conv2d)) == 4
+    flat = network("resnet20", "global")
+    assert not any(m.stride != (1, 1) for m in flat.modules() if isinstance(m, nn.Conv2d))
+    assert flat.features(torch.zeros(1, 3, SIZE, SIZE)).shape[-1] == SIZE  # downsamples nowhere
+
+
+def test_a_users_backbone_gets_make_pool(tmp_path, monkeypatch):
+    (tmp_path / "mynets.py").write_text(
+        "from torch import nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self, in_channels, num_classes, image_size, make_pool, width=8):\n"
+        "        super().__init__()\n"
+        "        self.body = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), make_pool(width))\n"
+        "        self.head = nn.Linear(width * (image_size // 2) ** 2, num_classes)\n"
+        "    def forward(self, x):\n"
+        "        return self.head(self.body(x).flatten(1))\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = compose_config(["data=shapes", "model=custom", "model._target_=mynets.Net", "+model.width=4", "pool=avg"])
+    model = build_model(cfg)
+    assert isinstance(model.body[1], nn.AvgPool2d) and model.body[0].out_channels == 4
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
