@@ -49,7 +49,8 @@ def user_folder(tmp_path, monkeypatch, request):
 
 
 def metrics(run_dir):
-    return json.loads((run_dir / "metrics.json").read_text())
+    path = run_dir / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else {"run": {}}
 
 
 def test_run_eval_and_the_recorded_target(user_folder):
@@ -71,7 +72,7 @@ def test_run_eval_and_the_recorded_target(user_folder):
     assert gone.exit_code == 2 and f"no module named '{module}'" in gone.output and "Traceback" not in gone.output
 
 
-def test_config_from_the_users_folder_sweeps_against_max_and_reruns_nothing(user_folder):
+def test_config_from_the_users_folder_sweeps_against_max_reruns_nothing_and_resumes(user_folder):
     folder, _ = user_folder
     args = ["pool=median,max", "seed=0", "hydra.searchpath=[file://my_configs]", *SWEEP_TINY, "threads=1",
             f"hydra.sweep.dir={folder}/sweep"]
@@ -81,6 +82,13 @@ def test_config_from_the_users_folder_sweeps_against_max_and_reruns_nothing(user
     assert sorted(row["configuration"]["pool"] for row in table["rows"]) == ["max", "median"]
     second = cli("sweep", *args)
     assert second.exit_code == 0 and second.output.count("already complete") == 2, second.output
+    # a job killed before its metrics.json (its checkpoint kept) resumes: the target is imported again
+    median_job = next(p.parent for p in (folder / "sweep").glob("*/metrics.json") if "median" in p.parent.name)
+    (median_job / "metrics.json").unlink()
+    third = cli("sweep", *args)
+    assert third.exit_code == 0 and "continuing the stopped run" in third.output, third.output
+    resumed = [m for m in map(metrics, (folder / "sweep").glob("*/")) if m["run"].get("resumed_from")]
+    assert len(resumed) == 1 and resumed[0]["status"] == "complete" and resumed[0]["run"]["pool"] == "median"
     compared = cli("compare", str(folder / "sweep"), "-o", str(folder / "cmp"))
     assert compared.exit_code == 0 and "median" in compared.output
 

@@ -54,7 +54,7 @@ def test_predict_is_batch_size_independent():
 
 
 def reference_consistency(model, x, eval_cfg):
-    """DESIGN.md's definition computed the plain way: two full passes per shift pair."""
+    """The README's definition computed the plain way: two full passes per shift pair."""
     generator = torch.Generator().manual_seed(int(eval_cfg.seed))
     s, n, agreements = int(eval_cfg.max_shift), len(x), []
     for _ in range(int(eval_cfg.shift_pairs)):
