@@ -17,8 +17,8 @@ from poolbench.config import compose_config
 from poolbench.errors import UsageError
 from poolbench.model import count_params
 from poolbench.pools import pool_names
+from poolbench.report import UNCOUNTED_MARK, model_label
 from poolbench.report import console as default_console
-from poolbench.report import model_label
 from poolbench.results import write_json
 from poolbench.runtime import autocast_for, model_on, select_device, set_threads
 from poolbench.speed import add_mfu, count_flops, matmul_flops_per_s, throughput
@@ -90,14 +90,15 @@ def bench_table(rows: list[dict], cfg, device: torch.device) -> Table:
     amp = "bf16 autocast" if isinstance(autocast_for(device, cfg.train.amp), torch.autocast) else "fp32"
     table = Table(title=f"throughput: data={cfg.data.name} model={model_label(cfg.model)} "
                         f"batch {tp.batch_size}, {amp}, {device_name(device)}",
-                  caption="MFU = FLOPs x images/s / dense fp32 matmul rate measured after each row; "
-                          "training counts 3x forward FLOPs; +? = some ops could not be counted (-o JSON lists them)")
+                  caption="MFU = FLOPs x images/s / dense fp32 matmul rate measured after each row; training "
+                          f"counts 3x forward FLOPs; {UNCOUNTED_MARK} = some ops could not be counted "
+                          "(-o JSON lists them)")
     table.add_column("pool", no_wrap=True)
     for column in ("params", "MFLOP /img", "infer img/s", "infer MFU", "train img/s", "train MFU",
                    "mm GFLOP/s"):
         table.add_column(column, justify="right")
     for row in rows:
-        flops = f"{row['flops_per_image'] / 1e6:.2f}" + ("+?" if row["flops_uncounted"] else "")
+        flops = f"{row['flops_per_image'] / 1e6:.2f}" + (UNCOUNTED_MARK if row["flops_uncounted"] else "")
         table.add_row(row["pool"], f"{row['params']:,}", flops,
                       f"{row['infer_images_per_s']:,.0f}", f"{row['infer_mfu']:.1%}",
                       f"{row['train_images_per_s']:,.0f}", f"{row['train_mfu']:.1%}",

@@ -9,8 +9,10 @@ from rich.table import Table
 
 from poolbench.config import compose_config, config_dir, group_options
 from poolbench.data import SOURCES
+from poolbench.model import build_model, count_params
 from poolbench.pools import POOLS, build_pool, pool_names
-from poolbench.report import si
+from poolbench.report import flops_text, si
+from poolbench.speed import count_flops
 
 
 def default_widths() -> list[int]:
@@ -63,9 +65,6 @@ META_ABOVE = 2_000_000  # parameters above which FLOPs are counted on the meta d
 
 def backbone_rows() -> list[dict]:
     """Params and forward FLOPs per 32x32x3 image of each backbone with each operator."""
-    from poolbench.model import build_model, count_params
-    from poolbench.speed import count_flops
-
     configs = {b: compose_config([*BACKBONE_INPUT, f"model={b}"], check=False) for b in BACKBONES}
     rows = []
     for name in pool_names():
@@ -91,8 +90,8 @@ def backbone_table() -> Table:
     for backbone in BACKBONES:
         table.add_column(f"model={backbone}", justify="right", no_wrap=True)
     for row in backbone_rows():
-        table.add_row(row["pool"], *(f"{si(row[b]['params'])} / {si(row[b]['flops'])}"
-                                     + ("+?" if row[b]["uncounted"] else "") for b in BACKBONES))
+        table.add_row(row["pool"], *(f"{si(row[b]['params'])} / {flops_text(row[b]['flops'], row[b]['uncounted'])}"
+                                     for b in BACKBONES))
     return table
 
 

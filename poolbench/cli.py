@@ -26,10 +26,6 @@ DEBUG_FLAG = "--debug"
 _state = {"debug": False}
 
 
-class Interrupted(Exception):
-    """Ctrl-C or SIGTERM ended the command: exit code 130 (what was kept was printed already)."""
-
-
 def handle_errors(command):
     """The error policy of every command: one sentence and an exit code, or the traceback."""
     @functools.wraps(command)
@@ -38,7 +34,7 @@ def handle_errors(command):
             return command(*args, **kwargs)
         except typer.Exit:
             raise
-        except (KeyboardInterrupt, Interrupted):
+        except KeyboardInterrupt:  # Ctrl-C / SIGTERM: what was kept was printed already
             if _state["debug"]:
                 raise
             raise typer.Exit(130) from None

@@ -55,6 +55,14 @@ class TrainProgress:
         self.progress.update(self.task, loss=f"{loss:.4f}", result=f"test acc {test_accuracy:.2%}")
 
 
+UNCOUNTED_MARK = "+?"  # after a FLOP count that misses ops the counter has no formula for (a lower bound)
+
+
+def flops_text(flops: float, uncounted: list[str] | None, spec: str = ".3g") -> str:
+    """A FLOP count in SI units, marked when some ops could not be counted."""
+    return si(flops, spec) + (UNCOUNTED_MARK if uncounted else "")
+
+
 def si(value: float, spec: str = ".3g", binary: bool = False, space: str = "") -> str:
     """1234567 -> "1.23M": the one SI formatter (params, FLOPs, sizes; binary=True for bytes)."""
     base = 1024 if binary else 1000
@@ -86,7 +94,7 @@ def results_table(metrics: dict, title: str | None = None) -> Table:
         ("training", f"{speed.get('train_images_per_s', 0):,.0f} img/s",
          f"MFU {_pct(speed.get('train_mfu'))}, batch {speed.get('batch_size')}"),
         ("params", f"{model.get('params', 0):,}", ""),
-        ("FLOPs / image", si(model.get("flops_per_image", 0), ".2f") + ("+?" if model.get("flops_uncounted") else ""),
+        ("FLOPs / image", flops_text(model.get("flops_per_image", 0), model.get("flops_uncounted"), ".2f"),
          "forward, pooling counted" + (f"; not counted: {', '.join(model['flops_uncounted'])}"
                                        if model.get("flops_uncounted") else "")),
         ("time", f"{t.get('train_s', 0):.1f} s", f"training; {t.get('total_s', 0):.1f} s in all"),

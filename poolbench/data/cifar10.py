@@ -75,21 +75,18 @@ def batch_md5s() -> dict[str, str]:
     return files
 
 
-def batches_ok(folder: Path, data_cfg=None) -> bool:
-    """True when every batch is present and intact; a present but altered file is an error, unless
-    data.allow_checksum_mismatch=true (then `_mismatched` lists it for the run to record)."""
+def checked_batches(folder: Path, data_cfg=None) -> list[str] | None:
+    """None when a batch is missing; else the batches used despite their MD5 (empty: all intact).
+
+    A present but altered file is an error unless data.allow_checksum_mismatch=true.
+    """
     allow = bool(data_cfg.get("allow_checksum_mismatch", False)) if data_cfg is not None else False
-    differ = verified_files(folder, batch_md5s(), "CIFAR-10", f"delete {folder} and run again to fetch a fresh copy.",
-                            allow)
-    _mismatched[:] = differ or []
-    return differ is not None
-
-
-_mismatched: list[str] = []  # the last batches_ok's files used despite their MD5 (only when allowed)
+    return verified_files(folder, batch_md5s(), "CIFAR-10", f"delete {folder} and run again to fetch a fresh copy.",
+                          allow)
 
 
 def read_batches(folder: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Images (N, 3, 32, 32) uint8 and labels of both splits; call batches_ok first (pickle)."""
+    """Images (N, 3, 32, 32) uint8 and labels of both splits; call checked_batches first (pickle)."""
     from torchvision.datasets import CIFAR10
 
     def read(names):
@@ -138,33 +135,37 @@ def _holds_batches(archive: Path) -> bool:
 
 
 def load(data_cfg) -> TensorData:
-    _mismatched.clear()
     where = layout(data_cfg)
     if where.images is not None:
         return _from_images(where)
     if where.archive is not None:
-        if not batches_ok(where.batches, data_cfg):
+        differ = checked_batches(where.batches, data_cfg)
+        if differ is None:
             unpack_batches(where.archive, where.batches.parent)
-            if not batches_ok(where.batches, data_cfg):
+            differ = checked_batches(where.batches, data_cfg)
+            if differ is None:
                 raise UsageError(f"{where.archive} lacks some CIFAR-10 batches: download it again.")
-        return _tensors(read_batches(where.batches), f"{where.batches} (from {where.archive})")
+        return _tensors(read_batches(where.batches), f"{where.batches} (from {where.archive})", differ)
     if data_cfg.get("source"):
-        if not batches_ok(where.batches, data_cfg):
+        differ = checked_batches(where.batches, data_cfg)
+        if differ is None:
             raise UsageError(f"{where.batches} lacks some CIFAR-10 batches: copy the whole {BATCHES_DIR} folder.")
-        return _tensors(read_batches(where.batches), str(where.batches))
+        return _tensors(read_batches(where.batches), str(where.batches), differ)
     return _from_root(data_cfg, where.batches)
 
 
 def _from_root(data_cfg, folder: Path) -> TensorData:
     """<data.root>/cifar-10-batches-py, downloaded there first when missing and allowed."""
-    if batches_ok(folder, data_cfg):
-        return _tensors(read_batches(folder), str(folder))
+    differ = checked_batches(folder, data_cfg)
+    if differ is not None:
+        return _tensors(read_batches(folder), str(folder), differ)
     reason = "data.download is false"
     if data_cfg.download:
         try:
             download(folder.parent)
-            if batches_ok(folder, data_cfg):
-                return _tensors(read_batches(folder), f"{folder} (downloaded)")
+            differ = checked_batches(folder, data_cfg)
+            if differ is not None:
+                return _tensors(read_batches(folder), f"{folder} (downloaded)", differ)
             reason = "the download was incomplete"
         except UsageError:
             raise
@@ -186,8 +187,8 @@ def _from_images(where: Layout) -> TensorData:
     return _tensors((images.train_x, images.train_y, images.test_x, images.test_y), describe(where.images, images))
 
 
-def _tensors(splits: tuple, source: str) -> TensorData:
-    return TensorData("cifar10", *splits, list(CLASSES), source, list(_mismatched))
+def _tensors(splits: tuple, source: str, unverified: list[str] | None = None) -> TensorData:
+    return TensorData("cifar10", *splits, list(CLASSES), source, list(unverified or []))
 
 
 def locations(data_cfg) -> list[Path]:

@@ -30,6 +30,8 @@ def checked_files(data_cfg, folder: Path, digests: dict[str, str], what: str,
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                 download()
             reason = "the download was incomplete"
+        except UsageError:
+            raise
         except Exception as err:  # no network, mirror down: say so below
             reason = f"download failed: {first_line(err)}"
             log.info("%s download failed: %s", what, err)

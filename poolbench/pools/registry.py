@@ -13,6 +13,17 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from poolbench.errors import UsageError
+from poolbench.targets import import_target
+
+TARGET_KEY = "_target_"
+CUSTOM = "custom"  # `pool=custom pool._target_=...`: the config node for a user's operator on the command line
+
+
+def keyword_parameters(factory, skip: int = 1) -> list[inspect.Parameter]:
+    """The factory's options: parameters that can be passed by name, after the `skip` leading ones
+    the caller fills itself (an operator's channels; a backbone's in_channels .. make_pool)."""
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [p for p in list(inspect.signature(factory).parameters.values())[skip:] if p.kind in named]
 
 
 @dataclass(frozen=True)
@@ -27,9 +38,7 @@ class PoolSpec:
 
     def options(self) -> dict:
         """The factory's keyword options and their defaults: the one place a default is written."""
-        params = list(inspect.signature(self.factory).parameters.values())[1:]  # after `channels`
-        return {p.name: p.default for p in params
-                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.default is not p.empty}
+        return {p.name: p.default for p in keyword_parameters(self.factory) if p.default is not p.empty}
 
     def config(self) -> dict:
         """The `pool` config node Hydra composes for `pool=<name>`."""
@@ -72,34 +81,26 @@ def build_pool(pool_cfg, channels: int) -> nn.Module:
     return factory(channels, **options)
 
 
-TARGET_KEY = "_target_"
-
-
 def check_options(factory, options: dict, label: str, group: str, skip: int = 1) -> None:
     """Refuse options the factory does not take, and name a required one that is missing.
 
-    `skip`: leading positional parameters the caller fills itself (channels; or a backbone's
-    in_channels, num_classes, image_size, make_pool).
+    `skip`: leading parameters the caller fills itself (see keyword_parameters).
     """
-    params = inspect.signature(factory).parameters
-    takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
-    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    known = [p for p in list(params)[skip:] if params[p].kind in named]
-    unknown = sorted(set(options) - set(known))
+    known = keyword_parameters(factory, skip)
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(factory).parameters.values())
+    unknown = sorted(set(options) - {p.name for p in known})
     if unknown and not takes_any:
-        listed = ", ".join(f"{group}.{k}" for k in known) or "none"
+        listed = ", ".join(f"{group}.{p.name}" for p in known) or "none"
         raise UsageError(f"{group}.{unknown[0]} is not an option of {label} (its options: {listed}).")
-    missing = [p for p in known if params[p].default is params[p].empty and p not in options]
+    missing = [p.name for p in known if p.default is p.empty and p.name not in options]
     if missing:
         raise UsageError(f"{label} needs {group}.{missing[0]}=VALUE.")
 
 
 def pool_factory(pool_cfg) -> tuple[Callable[..., nn.Module], str]:
     """(factory, how messages name it) for a pool config: its `_target_`, else its registered name."""
-    target = pool_cfg.get(TARGET_KEY) if hasattr(pool_cfg, "get") else None
+    target = pool_cfg.get(TARGET_KEY)
     if target:
-        from poolbench.targets import import_target
-
         factory = import_target(str(target), "pool._target_")
         if not callable(factory):
             raise UsageError(f"pool._target_={target} is not a class or function: name one that builds an nn.Module.")
@@ -108,9 +109,6 @@ def pool_factory(pool_cfg) -> tuple[Callable[..., nn.Module], str]:
         raise UsageError("pool=custom needs pool._target_=module.Class: a class (or function) in your own file, "
                          "called with the channel count and the pool's other keys.")
     return get_spec(pool_cfg["name"]).factory, f"pool '{pool_cfg['name']}'"
-
-
-CUSTOM = "custom"  # `pool=custom pool._target_=...`: the config node for a user's operator on the command line
 
 
 def is_local(pool_cfg) -> bool:

@@ -15,8 +15,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from poolbench.report import UNCOUNTED_MARK, si
 from poolbench.report import console as default_console
-from poolbench.report import si
 from poolbench.results import write_json, write_text
 from poolbench.sweep.aggregate import METRICS, PARETO_METRICS, SIGNIFICANCE, Metric, Row, Summary, to_dict
 from poolbench.sweep.grid import BASELINE_POOL
@@ -31,9 +31,6 @@ def _number(metric: Metric, value: float) -> str:
     if metric.kind == "rate":
         return f"{value:,.0f}"
     return si(value)
-
-
-UNCOUNTED_MARK = "+?"  # after a FLOP count that misses ops the counter could not count
 
 
 def mean_text(metric: Metric, entry: dict, sep: str = " ", row: Row | None = None) -> str:
