@@ -3,8 +3,10 @@
     python benchmarks/mfu.py                    # the default MNIST model, fp32, all cores
     python benchmarks/mfu.py train.amp=true     # the same under bf16 autocast
 
-MFU = forward FLOPs x images/s / dense fp32 matmul rate (torch.mm 2048x2048) measured right
-after each operator's timings in the same process; a training step counts 3x the forward FLOPs.
+MFU = forward FLOPs x images/s / this machine's dense matmul rate in the model's precision
+(`speed.matmul_rate`: the best of several warmed-up torch.mm rounds; the size it picked is in
+the JSON's `matmul_method`) measured right after each operator's timings in the same process; a
+training step counts 3x the forward FLOPs.
 The default model is pool=max; the goal is training >= 30% and inference >= 40% MFU. Other
 operators are listed for comparison (BENCHMARKS.md says why some fall short).
 """

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from pool_ops import TorchKernelFractional  # benchmarks/, the script's own folder
 
 from poolbench.evaluate import predict
-from poolbench.model import SmallCNN, inference_copy
+from poolbench.model import PoolMaker, SmallCNN, inference_copy
 from poolbench.pools.basic import FractionalMaxPool
 from poolbench.sweep.grid import DEFAULT_GRID
 
@@ -33,7 +33,8 @@ EVAL_BATCHES = (64, 128, 256)
 def build(name: str) -> SmallCNN:
     torch.manual_seed(0)
     pool = name.split(" ")[0]
-    model = SmallCNN(1, 28, 10, [16, 32, 64], {"name": pool}).to(memory_format=torch.channels_last)
+    model = SmallCNN(1, 10, 28, PoolMaker({"name": pool}), channels=[16, 32, 64], readout="auto")
+    model = model.to(memory_format=torch.channels_last)
     if name == "fractional (torch)":
         for i, layer in enumerate(model.features):
             if isinstance(layer, FractionalMaxPool):

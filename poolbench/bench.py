@@ -2,8 +2,10 @@
 
 Each operator gets the same network (the composed `model`, `data` shape, `train.amp`,
 `train.channels_last`, `eval.throughput` settings) on a synthetic batch. The dense matmul rate,
-the MFU denominator, is measured right after each operator's timings, so a machine whose load
-changes during the table still compares each row with its own ceiling.
+the MFU denominator, is measured as a run measures it (`speed.matmul_rate`: the best of several
+warmed-up measurements, in the precision the network runs in, bf16 under autocast) right after
+each operator's timings, so a machine whose load changes during the table still compares each
+row with its own ceiling.
 """
 
 from __future__ import annotations
@@ -14,14 +16,15 @@ import torch
 from rich.table import Table
 
 from poolbench.config import compose_config
+from poolbench.environment import environment
 from poolbench.errors import UsageError
 from poolbench.model import count_params
 from poolbench.pools import pool_names
 from poolbench.report import UNCOUNTED_MARK, model_label
 from poolbench.report import console as default_console
 from poolbench.results import write_json
-from poolbench.runtime import autocast_for, model_on, select_device, set_threads
-from poolbench.speed import add_mfu, count_flops, matmul_flops_per_s, throughput
+from poolbench.runtime import amp_enabled, autocast_for, model_on, select_device, set_threads
+from poolbench.speed import add_mfu, count_flops, matmul_rate, throughput
 
 
 def split_pool_override(overrides: list[str]) -> tuple[list[str], list[str]]:
@@ -54,9 +57,14 @@ def bench_operator(cfg, device: torch.device) -> dict:
     tp = cfg.eval.throughput
     speed = throughput(model, shape, int(cfg.data.num_classes or 10), device, int(tp.batch_size),
                        int(tp.warmup), int(tp.iters), autocast_for(device, cfg.train.amp), channels_last)
-    speed = add_mfu(speed, flops, matmul_flops_per_s(device))
+    speed = add_mfu(speed, flops, matmul_rate(device, matmul_dtype(cfg, device)))
     return {"pool": cfg.pool.name, "params": count_params(model), "flops_per_image": flops,
             "flops_uncounted": uncounted, **speed}
+
+
+def matmul_dtype(cfg, device: torch.device) -> torch.dtype:
+    """The precision the network runs in, so the one its MFU is measured against (as in a run)."""
+    return torch.bfloat16 if amp_enabled(device, cfg.train.amp) else torch.float32
 
 
 def run_bench(overrides: list[str], out: Path | None = None, console=None) -> list[dict]:
@@ -66,6 +74,7 @@ def run_bench(overrides: list[str], out: Path | None = None, console=None) -> li
     base = compose_config(rest)
     set_threads(base.threads)
     device = select_device(str(base.device))
+    env = environment(device, torch.get_num_threads())  # taken first: its start time is the bench's
     rows = []
     with console.status("") as status:
         for name in pools:
@@ -74,7 +83,8 @@ def run_bench(overrides: list[str], out: Path | None = None, console=None) -> li
     console.print(bench_table(rows, base, device))
     if out is not None:
         write_json(out, {"device": device_name(device), "threads": torch.get_num_threads(),
-                         "torch": torch.__version__, "overrides": list(overrides), "rows": rows})
+                         "torch": torch.__version__, "overrides": list(overrides),
+                         "environment": env, "rows": rows})
         console.print(f"saved: {out}")
     return rows
 
@@ -85,14 +95,25 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
+def mfu_denominator(rows: list[dict]) -> str:
+    """What every MFU of the table is divided by: "this machine's dense float32 matmul rate,
+    131-139 GFLOP/s (mm GFLOP/s: best of 5 rounds ...), measured after each row; not a vendor peak"."""
+    if not rows:
+        return "this machine's dense matmul rate"
+    rates = [row["matmul_flops_per_s"] / 1e9 for row in rows]
+    low, high = min(rates), max(rates)
+    rate = f"{low:.0f} GFLOP/s" if f"{low:.0f}" == f"{high:.0f}" else f"{low:.0f}-{high:.0f} GFLOP/s"
+    return (f"this machine's dense {rows[0]['matmul_dtype']} matmul rate, {rate} (mm GFLOP/s: "
+            f"{rows[0]['matmul_method']}), measured after each row; not a vendor peak")
+
+
 def bench_table(rows: list[dict], cfg, device: torch.device) -> Table:
     tp = cfg.eval.throughput
     amp = "bf16 autocast" if isinstance(autocast_for(device, cfg.train.amp), torch.autocast) else "fp32"
     table = Table(title=f"throughput: data={cfg.data.name} model={model_label(cfg.model)} "
                         f"batch {tp.batch_size}, {amp}, {device_name(device)}",
-                  caption="MFU = FLOPs x images/s / dense fp32 matmul rate measured after each row; training "
-                          f"counts 3x forward FLOPs; {UNCOUNTED_MARK} = some ops could not be counted "
-                          "(-o JSON lists them)")
+                  caption=f"MFU = FLOPs x images/s / {mfu_denominator(rows)}; training counts 3x forward "
+                          f"FLOPs; {UNCOUNTED_MARK} = some ops could not be counted (-o JSON lists them)")
     table.add_column("pool", no_wrap=True)
     for column in ("params", "MFLOP /img", "infer img/s", "infer MFU", "train img/s", "train MFU",
                    "mm GFLOP/s"):

@@ -156,10 +156,18 @@ def sweep(ctx: typer.Context):
 @handle_errors
 def compare(dirs: list[Path] = typer.Argument(..., help="Run and sweep directories, in any mix."),
             out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where the summary files and plots go "
-                                               "(default: the one DIR given, else outputs/compare/<date>/<time>).")):
+                                               "(default: the one DIR given, else outputs/compare/<date>/<time>)."),
+            time: bool = typer.Option(False, "--time", help="First time every configuration alone (the quiet timing "
+                                      "pass, timing.json in the output folder): the speed columns then rank.")):
     """Aggregate any runs and sweeps into one comparison table, summary files and plots."""
     from poolbench.sweep.compare import compare as compare_dirs
+    from poolbench.sweep.compare import output_dir
 
+    out = output_dir(dirs, out)
+    if time:
+        from poolbench.timing import time_configurations
+
+        time_configurations(list(dirs), out)
     compare_dirs(dirs, out)
 
 

@@ -149,6 +149,9 @@ def _check_values(cfg: DictConfig) -> None:
          f"eval.shift_mode must be circular or translate, got '{cfg.eval.shift_mode}'.")
     need(int(cfg.eval.shift_pairs) >= 1, f"eval.shift_pairs must be at least 1, got {cfg.eval.shift_pairs}.")
     need(int(cfg.eval.batch_size) >= 1, f"eval.batch_size must be at least 1, got {cfg.eval.batch_size}.")
+    draws = cfg.eval.draws
+    need(draws == "auto" or (isinstance(draws, int) and not isinstance(draws, bool) and draws >= 1),
+         f"eval.draws must be auto or a whole number of at least 1, got {draws!r}.")
     need(str(cfg.device) in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got '{cfg.device}'.")
     if "channels" in cfg.model:
         need(len(cfg.model.channels) >= 1 and all(int(c) >= 1 for c in cfg.model.channels),

@@ -2,6 +2,15 @@
 
 All shifts come from a generator seeded with `eval.seed`, so every operator is measured on
 the same shifted images. Predictions run in large batches under `torch.inference_mode`.
+
+Test-time draws: an operator that is random in training (fractional, stochastic) marks itself
+with a `draw_seed` attribute. With `eval.draws=K > 1` a prediction averages the softmax over K
+fixed draws: draw k sets every such module's `draw_seed` from (eval.seed, k, the module's
+place), so the draws are the same for every image, every shift and every rerun. K = 1 keeps
+each operator's single deterministic evaluation (fractional: u = 0.5; stochastic: the expectation).
+`eval.draws=auto` (the default) takes each operator's `default_draws`, chosen by measurement
+(BENCHMARKS.md). A user's operator opts in by defining
+`draw_seed = None` (and optionally `default_draws`) and honouring `draw_seed` in eval mode.
 """
 
 from __future__ import annotations
@@ -15,16 +24,47 @@ from poolbench.data.transforms import shift_images
 AXIS_DIRECTIONS = ((1, 0), (-1, 0), (0, 1), (0, -1))  # down, up, right, left
 
 
+def drawing_modules(model) -> list:
+    """The modules whose evaluation can take a seeded draw (they define `draw_seed`)."""
+    return [module for module in model.modules() if hasattr(module, "draw_seed")]
+
+
+@contextlib.contextmanager
+def seeded_draw(modules: list, seed: int, draw: int):
+    """Draw number `draw` in every module of `modules`, each with its own seed."""
+    for place, module in enumerate(modules):
+        module.draw_seed = (seed * 1_000 + draw) * 1_000 + place
+    try:
+        yield
+    finally:
+        for module in modules:
+            module.draw_seed = None
+
+
+def effective_draws(model, draws) -> int:
+    """K for this model: `eval.draws`, or with `auto` its operators' own `default_draws`; 1 for a
+    model without draws (a deterministic model needs one pass)."""
+    modules = drawing_modules(model)
+    if not modules:
+        return 1
+    if str(draws) == "auto":
+        return max(int(getattr(module, "default_draws", 1)) for module in modules)
+    return int(draws)
+
+
 @torch.inference_mode()
 def predict(model, images: torch.Tensor, normalize, batch_size: int,
             autocast: contextlib.AbstractContextManager | None = None,
-            offsets: tuple[torch.Tensor, torch.Tensor] | None = None, mode: str = "circular") -> torch.Tensor:
+            offsets: tuple[torch.Tensor, torch.Tensor] | None = None, mode: str = "circular",
+            draws: int = 1, draw_seed: int = 0) -> torch.Tensor:
     """Top-1 class of every image (uint8 (N, C, H, W)) in eval mode, no test-time augmentation.
 
     With `offsets` = (dy, dx), image i is first shifted by (dy[i], dx[i]) (see shift_images).
+    With `draws` = K > 1, the class of the softmax averaged over K seeded draws (module docstring).
     """
     was_training = model.training
     model.eval()
+    modules = drawing_modules(model) if draws > 1 else []
     preds = []
     with autocast or contextlib.nullcontext():
         for start in range(0, images.shape[0], batch_size):
@@ -32,7 +72,15 @@ def predict(model, images: torch.Tensor, normalize, batch_size: int,
             if offsets is not None:
                 dy, dx = (o[start:start + batch_size] for o in offsets)
                 chunk = shift_images(chunk, dy, dx, mode)
-            preds.append(model(normalize(chunk)).argmax(1))
+            inputs = normalize(chunk)
+            if not modules:
+                preds.append(model(inputs).argmax(1))
+                continue
+            probabilities = 0
+            for draw in range(draws):
+                with seeded_draw(modules, draw_seed, draw):
+                    probabilities = probabilities + model(inputs).float().softmax(1)
+            preds.append(probabilities.argmax(1))
     model.train(was_training)
     return torch.cat(preds)
 
@@ -42,15 +90,20 @@ def invariance(model, images: torch.Tensor, labels: torch.Tensor, normalize, eva
                base: torch.Tensor | None = None) -> dict:
     """Test accuracy plus consistency, shift_accuracy[d] and flip_rate_1px.
 
-    `base`: the model's unshifted predictions when already made (training's last test pass).
-    One function because the three metrics share one table of predictions per offset (`known`),
-    which is what lets the consistency draws reuse the shift-accuracy passes.
+    `base`: the model's unshifted predictions when already made (training's last test pass, a
+    single pass: unused when eval.draws averages several). One function because the three
+    metrics share one table of predictions per offset (`known`), which is what lets the
+    consistency draws reuse the shift-accuracy passes.
     """
     max_shift, mode, batch = int(eval_cfg.max_shift), str(eval_cfg.shift_mode), int(eval_cfg.batch_size)
     n = images.shape[0]
+    draws = effective_draws(model, eval_cfg.get("draws", 1))
+    protocol = {"draws": draws, "draw_seed": int(eval_cfg.seed)}
+    if draws > 1:
+        base = None
 
     def predict_shifted(dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
-        return predict(model, images, normalize, batch, autocast, offsets=(dy, dx), mode=mode)
+        return predict(model, images, normalize, batch, autocast, offsets=(dy, dx), mode=mode, **protocol)
 
     # Predictions at each (dy, dx) offset, filled as they are computed: the consistency draws
     # below reuse them (an eval-mode model's prediction for an image at an offset is fixed), which
@@ -63,7 +116,7 @@ def invariance(model, images: torch.Tensor, labels: torch.Tensor, normalize, eva
         return predictions
 
     if base is None:
-        base = predict(model, images, normalize, batch, autocast)
+        base = predict(model, images, normalize, batch, autocast, **protocol)
     base = remember(0, 0, base)
     shift_accuracy = {"0": _share(base == labels)}
     flip_rate = 0.0
@@ -90,7 +143,7 @@ def invariance(model, images: torch.Tensor, labels: torch.Tensor, normalize, eva
             index = wanted.nonzero().squeeze(1)
             dy, dx = (torch.full((len(index),), k - max_shift) for k in divmod(code, side))
             known[code, index] = predict(model, images[index.to(images.device)], normalize, batch, autocast,
-                                         offsets=(dy, dx), mode=mode).cpu()
+                                         offsets=(dy, dx), mode=mode, **protocol).cpu()
     image_index = torch.arange(n)
     agreements = [_share(known[codes[p, 0], image_index] == known[codes[p, 1], image_index])
                   for p in range(pairs)]
@@ -102,6 +155,7 @@ def invariance(model, images: torch.Tensor, labels: torch.Tensor, normalize, eva
             "max_shift": max_shift,
             "shift_mode": mode,
             "shift_pairs": int(eval_cfg.shift_pairs),
+            "draws": draws,  # predictions averaged over this many seeded draws (1: a single deterministic pass)
             "shift_accuracy": shift_accuracy,
             "flip_rate_1px": flip_rate if max_shift >= 1 else float("nan"),
         },

@@ -19,11 +19,12 @@ from rich.markup import escape
 from poolbench.config import load_run_config, validate
 from poolbench.data import load_dataset
 from poolbench.data.transforms import Normalizer
+from poolbench.environment import environment
 from poolbench.errors import PoolbenchError, RunError
 from poolbench.evaluate import invariance
 from poolbench.model import count_params, inference_copy
 from poolbench.report import TrainProgress, config_summary, console, results_table, shift_table
-from poolbench.results import CHECKPOINT_FILE, METRICS_FILE, load_checkpoint, new_metrics, write_json
+from poolbench.results import CHECKPOINT_FILE, METRICS_FILE, load_checkpoint, new_metrics, run_protocol, write_json
 from poolbench.runtime import amp_enabled, autocast_for, model_on, select_device, set_threads, stop_on_signals
 from poolbench.speed import add_mfu, count_flops, matmul_rate_once, throughput
 from poolbench.train import load_resume, train
@@ -50,6 +51,8 @@ def _run_experiment(cfg, run_dir: Path, overrides: list[str], show_progress: boo
     metrics = new_metrics({"pool": cfg.pool.name, "dataset": cfg.data.name, "seed": int(cfg.seed),
                            "device": device.type, "overrides": list(overrides),
                            "threads": torch.get_num_threads()})
+    metrics["environment"] = environment(device, torch.get_num_threads())
+    metrics["protocol"] = run_protocol(cfg)
     console.print(config_summary(cfg, device.type))
     log.info("config:\n%s", OmegaConf.to_yaml(cfg))
     try:
@@ -119,8 +122,7 @@ def measure(cfg, model, data, device, test_predictions: torch.Tensor | None = No
                        bool(cfg.train.channels_last), inference_model=inference)
     # MFU against the matmul rate of the precision the model runs in (bf16 under autocast)
     matmul_dtype = torch.bfloat16 if amp_enabled(device, cfg.train.amp) else torch.float32
-    speed = add_mfu(speed, flops, matmul_rate_once(device, matmul_dtype))
-    speed["matmul_dtype"] = str(matmul_dtype).removeprefix("torch.")
+    speed = add_mfu(speed, flops, matmul_rate_once(device, matmul_dtype))  # + matmul_dtype, matmul_method
     return {
         "accuracy": {"test": results["accuracy"]},
         "invariance": results["invariance"],
@@ -146,6 +148,8 @@ def evaluate_run(run_dir: Path) -> dict:
         raise RunError(f"The checkpoint in {run_dir} does not match its config: rerun the experiment.") from None
     metrics = new_metrics({"pool": cfg.pool.name, "dataset": cfg.data.name, "seed": int(cfg.seed),
                            "device": device.type, "source_run": str(run_dir)})
+    metrics["environment"] = environment(device, torch.get_num_threads())
+    metrics["protocol"] = run_protocol(cfg)
     metrics.update(measure(cfg, model, data, device))
     metrics["history"] = checkpoint.get("history", [])
     metrics["time"] = {"train_s": checkpoint.get("train_seconds", 0.0), "eval_s": time.perf_counter() - started}

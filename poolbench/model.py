@@ -23,17 +23,23 @@ from poolbench.targets import import_target
 
 
 class SmallCNN(nn.Module):
-    """One stage per width in `channels`: conv3x3 + BatchNorm + ReLU, then the operator."""
+    """One stage per width in `channels`: conv3x3 + BatchNorm + ReLU, then the operator.
+
+    `padding` is the padding_mode of every conv3x3 (padding 1): `zeros` (the default) or
+    `circular`, with which the convolutions commute with circular shifts of the feature map. An
+    operator's own padded convolutions (pool=strided's, pool=lip's logit) keep their zero padding.
+    """
 
     def __init__(self, in_channels: int, num_classes: int, image_size: int, make_pool: PoolMaker, *,
-                 channels: list[int], readout: str):
+                 channels: list[int], readout: str, padding: str = "zeros"):
         super().__init__()
         self.readout = resolve_readout(readout, make_pool.local, make_pool.name)
+        padding = resolve_padding(padding)
         layers: list[nn.Module] = []
         c_in = in_channels
         for width in channels:
             layers += [
-                nn.Conv2d(c_in, width, 3, padding=1, bias=False),
+                nn.Conv2d(c_in, width, 3, padding=1, padding_mode=padding, bias=False),
                 nn.BatchNorm2d(width),
                 nn.ReLU(inplace=True),
                 make_pool(width),
@@ -100,6 +106,16 @@ def resolve_readout(readout: str, local: bool, pool_name: str) -> str:
                              "use model.readout=gap (or auto).")
         return "gap"
     return "flatten" if readout == "auto" else readout
+
+
+PADDINGS = ("zeros", "circular")
+
+
+def resolve_padding(padding: str) -> str:
+    """model.padding: the padding_mode of a backbone's 3x3 convolutions."""
+    if padding not in PADDINGS:
+        raise UsageError(f"model.padding must be zeros or circular, got '{padding}'.")
+    return padding
 
 
 class PoolMaker:

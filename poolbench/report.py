@@ -76,6 +76,16 @@ def _pct(value) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
 
 
+def mfu_denominator(speed: dict) -> str:
+    """" of 139 GFLOP/s measured float32 matmul": what an MFU was divided by (this machine's
+    measured dense matmul rate, not a vendor peak); empty where metrics.json does not say."""
+    rate = speed.get("matmul_flops_per_s")
+    if not rate:
+        return ""
+    dtype = speed.get("matmul_dtype")
+    return f" of {si(rate, '.3g', space=' ')}FLOP/s measured {dtype + ' ' if dtype else ''}matmul"
+
+
 def results_table(metrics: dict, title: str | None = None) -> Table:
     """One run's results, a row per metric (fits a narrow terminal)."""
     run, inv, speed = metrics["run"], metrics.get("invariance", {}), metrics.get("throughput", {})
@@ -85,14 +95,16 @@ def results_table(metrics: dict, title: str | None = None) -> Table:
     table.add_column("value", justify="right")
     table.add_column("note")
     shift = f"shifts up to {inv.get('max_shift')} px, {inv.get('shift_mode')}"
+    of = mfu_denominator(speed)
     rows = [
-        ("test accuracy", _pct(metrics.get("accuracy", {}).get("test")), "top-1, full test split"),
+        ("test accuracy", _pct(metrics.get("accuracy", {}).get("test")), "top-1, full test split"
+         + (f", softmax over {inv['draws']} seeded draws" if (inv.get("draws") or 1) > 1 else "")),
         ("consistency", _pct(inv.get("consistency")), f"same class for two random {shift}"),
         ("flip rate 1px", _pct(inv.get("flip_rate_1px")), "prediction changes under a 1-pixel shift"),
         ("inference", f"{speed.get('infer_images_per_s', 0):,.0f} img/s",
-         f"MFU {_pct(speed.get('infer_mfu'))}, batch {speed.get('batch_size')}"),
+         f"MFU {_pct(speed.get('infer_mfu'))}{of}, batch {speed.get('batch_size')}"),
         ("training", f"{speed.get('train_images_per_s', 0):,.0f} img/s",
-         f"MFU {_pct(speed.get('train_mfu'))}, batch {speed.get('batch_size')}"),
+         f"MFU {_pct(speed.get('train_mfu'))}{of}, batch {speed.get('batch_size')}"),
         ("params", f"{model.get('params', 0):,}", ""),
         ("FLOPs / image", flops_text(model.get("flops_per_image", 0), model.get("flops_uncounted"), ".2f"),
          "forward, pooling counted" + (f"; not counted: {', '.join(model['flops_uncounted'])}"

@@ -8,6 +8,8 @@ recipe: conv -> BN -> ReLU -> operator; shortcut: operator -> conv1x1 -> BN). `p
 keeps the plain stride-2 convolutions; `pool=global` downsamples nowhere, leaving it all to
 the global average pool before the classifier. Convolutions and BatchNorms sit next to each
 other in `nn.Sequential`s, so the evaluation copy folds them (model.inference_copy).
+`model.padding` (zeros | circular) is the padding_mode of every 3x3 convolution, the stem's and
+pool=strided's stride-2 ones included; an operator's own convolutions keep theirs.
 """
 
 from __future__ import annotations
@@ -16,28 +18,30 @@ import torch
 from torch import nn
 
 from poolbench.errors import UsageError
-from poolbench.model import GlobalAveragePool, PoolMaker
+from poolbench.model import GlobalAveragePool, PoolMaker, resolve_padding
 
 
-def conv_bn(c_in: int, c_out: int, kernel: int, stride: int = 1) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False), nn.BatchNorm2d(c_out)]
+def conv_bn(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: str = "zeros") -> list[nn.Module]:
+    """Conv (padding kernel // 2, with padding_mode `padding`) + BatchNorm."""
+    conv = nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, padding_mode=padding, bias=False)
+    return [conv, nn.BatchNorm2d(c_out)]
 
 
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with an identity (or projected) shortcut; `downsample` halves the map."""
 
-    def __init__(self, c_in: int, c_out: int, downsample: bool, make_pool: PoolMaker):
+    def __init__(self, c_in: int, c_out: int, downsample: bool, make_pool: PoolMaker, padding: str = "zeros"):
         super().__init__()
         if downsample and make_pool.strided:
-            residual = [*conv_bn(c_in, c_out, 3, stride=2), nn.ReLU(inplace=True)]
+            residual = [*conv_bn(c_in, c_out, 3, stride=2, padding=padding), nn.ReLU(inplace=True)]
             shortcut = conv_bn(c_in, c_out, 1, stride=2)
         elif downsample and make_pool.local:
-            residual = [*conv_bn(c_in, c_out, 3), nn.ReLU(inplace=True), make_pool(c_out)]
+            residual = [*conv_bn(c_in, c_out, 3, padding=padding), nn.ReLU(inplace=True), make_pool(c_out)]
             shortcut = [make_pool(c_in), *conv_bn(c_in, c_out, 1)]
         else:  # no downsampling here (or pool=global: nowhere)
-            residual = [*conv_bn(c_in, c_out, 3), nn.ReLU(inplace=True)]
+            residual = [*conv_bn(c_in, c_out, 3, padding=padding), nn.ReLU(inplace=True)]
             shortcut = conv_bn(c_in, c_out, 1) if c_in != c_out else []
-        self.residual = nn.Sequential(*residual, *conv_bn(c_out, c_out, 3))
+        self.residual = nn.Sequential(*residual, *conv_bn(c_out, c_out, 3, padding=padding))
         self.shortcut = nn.Sequential(*shortcut)  # empty: the identity
         self.relu = nn.ReLU(inplace=True)
 
@@ -47,19 +51,22 @@ class BasicBlock(nn.Module):
 
 class ResNet(nn.Module):
     """A 3x3 stem, then len(widths) stages of basic blocks; every stage after the first starts by
-    downsampling. Global average pool, then a linear classifier."""
+    downsampling. Global average pool, then a linear classifier. `padding`: the padding_mode of
+    every 3x3 convolution (zeros | circular)."""
 
     def __init__(self, in_channels: int, num_classes: int, image_size: int, make_pool: PoolMaker, *,
-                 widths: list[int], blocks: list[int]):
+                 widths: list[int], blocks: list[int], padding: str = "zeros"):
         super().__init__()
+        padding = resolve_padding(padding)
         if len(widths) != len(blocks) or not widths or min(list(widths) + list(blocks)) < 1:
             raise UsageError(f"model.widths and model.blocks must be equally long lists of positive numbers, "
                              f"got {list(widths)} and {list(blocks)}.")
-        stages: list[nn.Module] = [*conv_bn(in_channels, widths[0], 3), nn.ReLU(inplace=True)]
+        stages: list[nn.Module] = [*conv_bn(in_channels, widths[0], 3, padding=padding), nn.ReLU(inplace=True)]
         c_in = widths[0]
         for index, (width, count) in enumerate(zip(widths, blocks)):
             for block in range(count):
-                stages.append(BasicBlock(c_in, width, downsample=index > 0 and block == 0, make_pool=make_pool))
+                stages.append(BasicBlock(c_in, width, downsample=index > 0 and block == 0, make_pool=make_pool,
+                                         padding=padding))
                 c_in = width
         self.features = nn.Sequential(*stages)
         self.head = nn.Sequential(GlobalAveragePool(), nn.Flatten())

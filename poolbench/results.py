@@ -96,3 +96,41 @@ def new_metrics(run_info: dict) -> dict:
         "time": {},
         "history": [],
     }
+
+
+def run_protocol(cfg) -> dict:
+    """The training recipe and test protocol a run followed, as metrics.json records them: what a
+    table needs to say under which protocol its numbers hold (see recipe_text)."""
+    train, evaluation = cfg.train, cfg.eval
+    return {
+        "train": {"epochs": int(train.epochs), "batch_size": int(train.batch_size),
+                  "optimizer": "SGD Nesterov" if float(train.momentum) > 0 else "SGD",
+                  "lr": float(train.lr), "schedule": "one-cycle linear",
+                  "warmup_fraction": float(train.warmup_fraction), "momentum": float(train.momentum),
+                  "weight_decay": float(train.weight_decay), "label_smoothing": float(train.label_smoothing),
+                  "augment": {"shift": int(train.augment.shift), "flip": bool(train.augment.flip)},
+                  "amp": str(train.amp)},
+        "eval": {"draws": _draws(evaluation.get("draws", 1)), "max_shift": int(evaluation.max_shift),
+                 "shift_pairs": int(evaluation.shift_pairs), "shift_mode": str(evaluation.shift_mode),
+                 "seed": int(evaluation.seed)},
+    }
+
+
+def recipe_text(protocol: dict) -> str:
+    """One line naming the recipe: "2 epochs, batch 128, SGD Nesterov lr 0.1 one-cycle linear
+    (25% warm-up), wd 0.0005, label smoothing 0.1, no augmentation; test: 1 draw"."""
+    t, e = protocol["train"], protocol["eval"]
+    augment = [f"shift {t['augment']['shift']}px"] if t["augment"]["shift"] else []
+    augment += ["flip"] if t["augment"]["flip"] else []
+    draws = e["draws"]
+    test = {"auto": "each operator's own number of draws (eval.draws=auto)", 1: "1 fixed pass"}.get(
+        draws, f"softmax over {draws} seeded draws")
+    return (f"{t['epochs']} epochs, batch {t['batch_size']}, {t['optimizer']} lr {t['lr']:g} {t['schedule']} "
+            f"({t['warmup_fraction']:.0%} warm-up), wd {t['weight_decay']:g}, "
+            f"label smoothing {t['label_smoothing']:g}, "
+            f"{'augment: ' + ' + '.join(augment) if augment else 'no augmentation'}; "
+            f"test: {test} for fractional/stochastic")
+
+
+def _draws(value):
+    return "auto" if str(value) == "auto" else int(value)

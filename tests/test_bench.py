@@ -1,18 +1,25 @@
 """`poolbench bench`: every operator's throughput and MFU, no data, no training."""
 
-import functools
 import json
 
 import pytest
 from helpers import cli
 
-from poolbench import bench, speed
+from poolbench import bench
 from poolbench.bench import bench_operator, operator_config, split_pool_override
 from poolbench.errors import UsageError
 from poolbench.pools import pool_names
 
 FAST = ["data=shapes", "threads=1", "eval.throughput.batch_size=16", "eval.throughput.warmup=1",
         "eval.throughput.iters=2", "model.channels=[4,8]"]
+
+
+def stub_matmul_rate(monkeypatch):
+    """The matmul rate's own tests are test_speed's; a complete run measures the real one (test_experiment)."""
+    from poolbench.speed import MatmulRate
+
+    monkeypatch.setattr(bench, "matmul_rate", lambda device, dtype: MatmulRate(
+        1.234e11, str(dtype).removeprefix("torch."), "best of 5 rounds (stub)"))
 
 
 def test_pool_override_narrows_the_table():
@@ -25,19 +32,24 @@ def test_pool_override_narrows_the_table():
 def test_bench_operator_counts_and_times_one_network(monkeypatch):
     import torch
 
-    # The full-size matmul rate (2 s here) is what every complete run measures (test_end_to_end, test_cli).
-    monkeypatch.setattr(bench, "matmul_flops_per_s", functools.partial(speed.matmul_flops_per_s, size=256))
+    stub_matmul_rate(monkeypatch)
     row = bench_operator(operator_config("strided", FAST), torch.device("cpu"))
     assert row["pool"] == "strided" and row["params"] > 0 and row["flops_per_image"] > 0
-    assert row["infer_images_per_s"] > 0 and row["train_images_per_s"] > 0 and row["matmul_flops_per_s"] > 0
+    assert row["infer_images_per_s"] > 0 and row["train_images_per_s"] > 0 and row["matmul_flops_per_s"] == 1.234e11
+    assert row["matmul_dtype"] == "float32" and row["matmul_method"] == "best of 5 rounds (stub)"
+    # under bf16 autocast the denominator is the bf16 rate, as in a run
+    from omegaconf import OmegaConf
+
+    amp = {amp: bench.matmul_dtype(OmegaConf.create({"train": {"amp": amp}}), torch.device("cpu"))
+           for amp in (True, "auto")}
+    assert amp == {True: torch.bfloat16, "auto": torch.float32}
     assert row["train_mfu"] == pytest.approx(3 * row["flops_per_image"] * row["train_images_per_s"]
                                              / row["matmul_flops_per_s"])
 
 
 def test_bench_command_prints_the_operators_asked_for_and_saves_json(tmp_path, monkeypatch):
-    # The full-size matmul rate would cost 2 s a row; a small one will do. (No pool=: every operator,
-    # test_pool_override_narrows_the_table.)
-    monkeypatch.setattr(bench, "matmul_flops_per_s", functools.partial(speed.matmul_flops_per_s, size=256))
+    # (No pool=: every operator, test_pool_override_narrows_the_table.)
+    stub_matmul_rate(monkeypatch)
     out = tmp_path / "bench.json"
     result = cli("bench", *FAST, "pool=lp,max", "--out", str(out))
     assert result.exit_code == 0, result.output
@@ -45,6 +57,11 @@ def test_bench_command_prints_the_operators_asked_for_and_saves_json(tmp_path, m
     assert [row["pool"] for row in saved["rows"]] == ["lp", "max"]  # in the order asked for
     assert saved["threads"] == 1 and saved["overrides"] == [*FAST, "pool=lp,max"]
     assert all(row["infer_images_per_s"] > 0 and row["matmul_flops_per_s"] > 0 for row in saved["rows"])
+    assert saved["environment"]["threads"] == 1 and saved["environment"]["torch"] == saved["torch"]
+    assert {"poolbench", "git", "cpu", "gpu", "started"} <= set(saved["environment"])
+    # the caption says what every MFU is divided by
+    assert ("dense float32 matmul rate, 123 GFLOP/s (mm GFLOP/s: best of 5 rounds (stub))"
+            in " ".join(result.output.replace("│", " ").split()))
     for name in ("lp", "max"):
         assert f"│ {name} " in result.output or f"\n {name} " in result.output, name  # a row of the table
     assert "avg" not in result.output and f"saved: {out}" in result.output

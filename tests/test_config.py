@@ -32,10 +32,12 @@ def test_dataset_picks_its_training_recipe():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["pool=nope"], "choose one of: attention, avg"),
+    (["pool=nope"], "choose one of: aps, attention, avg"),
     (["data=nope"], "choose one of: " + ", ".join(group_options("data")) + r"\."),
     (["train.epochs=0"], "train.epochs must be at least 1"),
     (["train.lr=-1"], "train.lr must be positive"),
+    (["eval.draws=0"], "eval.draws must be auto or a whole number of at least 1"),
+    (["eval.draws=most"], "eval.draws must be auto or a whole number"),
     (["train.batch_size=0"], "train.batch_size"),
     (["eval.max_shift=28"], "eval.max_shift"),
     (["trian.epochs=1"], "Could not override"),

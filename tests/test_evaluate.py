@@ -88,3 +88,81 @@ def test_given_unshifted_predictions_are_used_as_they_are():
     reused = invariance(model, x, labels, NORM, EVAL, base=torch.ones(50, dtype=torch.long) * 2)
     assert reused["accuracy"] == 0.0
     assert reused["invariance"]["flip_rate_1px"] != computed["invariance"]["flip_rate_1px"]
+
+
+# ---------------------------------------------------------------- test-time draws (eval.draws)
+
+def drawing_model(pool: str) -> nn.Module:
+    from poolbench.pools.basic import FractionalMaxPool
+    from poolbench.pools.weighted import StochasticPool
+
+    torch.manual_seed(0)
+    slot = FractionalMaxPool(4) if pool == "fractional" else StochasticPool(4)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), slot, nn.Flatten(),
+                         nn.LazyLinear(3)).eval()
+
+
+def random_images(n=24, size=8):
+    return torch.randint(0, 256, (n, 1, size, size), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+
+
+@pytest.mark.parametrize("pool", ["fractional", "stochastic"])
+def test_draws_are_fixed_per_draw_and_the_same_for_every_image(pool):
+    model, x = drawing_model(pool), random_images()
+    model(NORM(x[:2]))  # materialize the lazy layer
+    one = predict(model, x, NORM, batch_size=24)
+    again = predict(model, x, NORM, batch_size=5, draws=6, draw_seed=3)
+    # the same draws whatever the batch (each image is judged on its own) and on every call
+    assert torch.equal(again, predict(model, x, NORM, batch_size=24, draws=6, draw_seed=3))
+    assert torch.equal(predict(model, x[7:8], NORM, batch_size=1, draws=6, draw_seed=3), again[7:8])
+    # K = 1 is the single deterministic pass; draws with another seed are other draws
+    assert torch.equal(one, predict(model, x, NORM, batch_size=24, draws=1, draw_seed=3))
+    slot = model[2]
+    assert slot.draw_seed is None  # left as it was after the draws
+    with torch.no_grad():
+        features = model[1](model[0](NORM(x)))
+        slot.draw_seed = 11
+        first = slot(features)
+        slot.draw_seed = 12
+        second = slot(features)
+        slot.draw_seed = None
+        fixed = slot(features)
+    assert not torch.equal(first, second) and not torch.equal(first, fixed)
+
+
+def test_predictions_average_the_softmax_over_the_draws():
+    model, x = drawing_model("fractional"), random_images(6)
+    model(NORM(x[:2]))
+    from poolbench.evaluate import drawing_modules, seeded_draw
+
+    with torch.no_grad():
+        total = 0
+        for draw in range(3):
+            with seeded_draw(drawing_modules(model), 5, draw):
+                total = total + model(NORM(x)).softmax(1)
+    assert torch.equal(predict(model, x, NORM, batch_size=6, draws=3, draw_seed=5), total.argmax(1))
+
+
+def test_invariance_records_the_draws_it_used():
+    x = random_images(12)
+    labels = torch.zeros(12, dtype=torch.long)
+    model = drawing_model("fractional")
+    model(NORM(x[:2]))
+    eval_cfg = OmegaConf.merge(EVAL, {"draws": 4})
+    assert invariance(model, x, labels, NORM, eval_cfg)["invariance"]["draws"] == 4
+    # a model with nothing to draw makes one pass whatever eval.draws says
+    assert invariance(Constant(), x, labels, NORM, eval_cfg)["invariance"]["draws"] == 1
+    # a given single-pass base is not reused when draws average several passes
+    wrong = torch.full((12,), 2, dtype=torch.long)
+    result = invariance(model, x, labels, NORM, eval_cfg, base=wrong)
+    assert result["accuracy"] == (predict(model, x, NORM, 7, draws=4, draw_seed=0) == labels).float().mean().item()
+
+
+def test_auto_draws_take_each_operators_own_default():
+    from poolbench.evaluate import effective_draws
+    from poolbench.pools.basic import FractionalMaxPool
+    from poolbench.pools.weighted import StochasticPool
+
+    assert effective_draws(drawing_model("fractional"), "auto") == FractionalMaxPool.default_draws > 1
+    assert effective_draws(drawing_model("stochastic"), "auto") == StochasticPool.default_draws == 1
+    assert effective_draws(drawing_model("stochastic"), 3) == 3 and effective_draws(Constant(), "auto") == 1

@@ -34,13 +34,23 @@ def test_corrupted_dataset_archive_is_named(tmp_path):
         load_dataset(cfg.data)
 
 
-def test_a_complete_run_records_what_ran_and_how_long(tmp_path):
+def test_a_complete_run_records_what_ran_and_how_long(tmp_path, capsys):
     metrics = run_experiment(compose_config(QUICK), tmp_path, ["pool=max"], show_progress=False)
     assert read_metrics(tmp_path) == metrics  # what it returns is what it wrote
     assert metrics["status"] == "complete" and metrics["run"]["overrides"] == ["pool=max"]
     assert metrics["run"]["threads"] == 1 and metrics["throughput"]["matmul_dtype"] == "float32"
+    assert metrics["throughput"]["matmul_method"].startswith("best of ")  # the MFU denominator and how measured
+    env = metrics["environment"]  # where the result came from (test_environment: every key)
+    assert env["threads"] == 1 and env["gpu"] is None and env["torch"] == torch.__version__ and env["started"]
+    rate = f"{metrics['throughput']['matmul_flops_per_s'] / 1e9:.3g} GFLOP/s measured float32 matmul"
+    assert f"of {rate}" in capsys.readouterr().out  # the results table shows each MFU's denominator
     assert 0 < metrics["time"]["train_s"] and metrics["time"]["eval_s"] < metrics["time"]["total_s"]
     assert (tmp_path / "model.pt").is_file()
+    # the recipe and test protocol, which a table names (results.recipe_text)
+    cfg = compose_config(QUICK)
+    assert metrics["protocol"]["train"]["epochs"] == cfg.train.epochs
+    assert metrics["protocol"]["eval"]["draws"] == cfg.eval.draws
+    assert metrics["invariance"]["draws"] == 1  # pool=max has nothing to draw
 
 
 def test_training_stopped_between_steps_records_how_to_continue(tmp_path, monkeypatch, capsys):

@@ -2,6 +2,7 @@ import pytest
 import torch
 from torch import nn
 
+from poolbench.errors import UsageError
 from poolbench.model import GlobalAveragePool, PoolMaker, SmallCNN, inference_copy
 from poolbench.pools import POOLS
 
@@ -49,3 +50,44 @@ def test_inference_copy_folds_batchnorm_and_computes_the_same_function(pool):
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.features)
     assert sum(isinstance(m, nn.BatchNorm2d) for m in model.features) == 2
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def small(pool: str, padding: str | None = None, readout: str = "auto", channels=(8, 16)) -> SmallCNN:
+    torch.manual_seed(0)
+    options = {} if padding is None else {"padding": padding}
+    return SmallCNN(1, 10, 16, PoolMaker({"name": pool}), channels=list(channels), readout=readout, **options)
+
+
+def test_padding_sets_every_conv3x3_and_zeros_is_the_previous_network_bit_for_bit():
+    x = torch.randn(4, 1, 16, 16)
+    default, zeros, circular = small("max"), small("max", "zeros"), small("max", "circular")
+    convs = [m for m in circular.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 2 and all(m.padding_mode == "circular" and m.padding == (1, 1) for m in convs)
+    assert all(m.padding_mode == "zeros" for m in default.modules() if isinstance(m, nn.Conv2d))
+    assert torch.equal(default.eval()(x), zeros.eval()(x))
+    assert not torch.allclose(default(x), circular.eval()(x))  # same weights, other borders
+    with pytest.raises(UsageError, match=r"^model\.padding must be zeros or circular, got 'reflect'\.$"):
+        small("max", "reflect")
+
+
+def test_inference_copy_keeps_circular_padding():
+    model = small("aps", "circular")
+    with torch.no_grad():
+        model.train()(torch.randn(32, 1, 16, 16) * 2 + 1)  # running statistics that fold into something
+    folded = inference_copy(model.eval())
+    assert all(m.padding_mode == "circular" for m in folded.modules() if isinstance(m, nn.Conv2d))
+    x = torch.randn(8, 1, 16, 16)
+    with torch.inference_mode():
+        assert torch.allclose(folded(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_circular_padding_aps_and_gap_make_the_network_invariant_to_circular_shifts():
+    x = torch.randn(6, 1, 16, 16)  # 16 = 4 x 2^2: every APS of the two stages meets an even size
+    shifts = [(1, 0), (0, 1), (1, 1), (3, -2), (-5, 7)]
+    invariant, control = small("aps", "circular", "gap").eval(), small("max", "circular", "gap").eval()
+    with torch.inference_mode():
+        for model, exact in ((invariant, True), (inference_copy(invariant), True), (control, False)):
+            base = model(x)
+            moved = [model(torch.roll(x, shift, (2, 3))) for shift in shifts]
+            # the same function up to the order of the global average pool's sum
+            assert all(torch.allclose(out, base, rtol=0, atol=1e-5) for out in moved) == exact

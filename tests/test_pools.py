@@ -262,3 +262,98 @@ def test_options_and_their_defaults_come_from_the_operators_signature():
 def test_a_value_given_for_an_option_replaces_its_default():
     assert make("lp", p=2.0).p == 2.0 and make("lp").p == 3.0
     assert make("blur", blur_size=5).kernel.shape[-1] == 5
+
+
+def test_lip_is_the_official_simplified_lip_formula_with_the_same_gradient():
+    # y = sum_w e^{l_w} x_w / sum_w e^{l_w} over 3x3 windows (stride 2, padding 1) clipped to the
+    # image, l = 12 sigmoid(InstanceNorm(conv3x3(x))): computed here by unfolding the windows
+    pool = make("lip")
+    torch.nn.init.normal_(pool.weight, std=0.5)  # the official zero start would make every logit equal
+    torch.nn.init.uniform_(pool.norm.weight, 0.5, 2.0)
+    torch.nn.init.uniform_(pool.norm.bias, -1.0, 1.0)
+    x = torch.randn(2, CHANNELS, 9, 9, requires_grad=True)
+    logits = 12 * torch.sigmoid(F.instance_norm(F.conv2d(x, pool.weight, padding=1),
+                                                weight=pool.norm.weight, bias=pool.norm.bias))
+    weights = F.pad(torch.exp(logits), (1, 1, 1, 1))  # zero weight outside the image
+    values = F.pad(x, (1, 1, 1, 1))
+    size = (9 + 2 - 3) // 2 + 1  # floor((H + 2 padding - kernel 3) / stride 2) + 1 = ceil(H/2)
+    def window_sums(t):  # (N, C, H+2, W+2) -> (N, C, size, size): the sum over each 3x3 window
+        return F.unfold(t, kernel_size=3, stride=2).view(2, CHANNELS, 9, size, size).sum(2)
+
+    reference = window_sums(weights * values) / window_sums(weights)
+    out = pool(x)
+    assert out.shape == (2, CHANNELS, 5, 5) and get_spec("lip").size_rule == "ceil(H/2)"
+    assert torch.allclose(out, reference, atol=1e-5)
+    grad, = torch.autograd.grad(out.square().sum(), x)
+    reference_grad, = torch.autograd.grad(reference.square().sum(), x)
+    assert torch.allclose(grad, reference_grad, atol=1e-4)
+
+
+def test_lip_starts_as_3x3_average_pooling_inside_the_image_and_learns_from_there():
+    pool = make("lip")
+    x = torch.randn(2, CHANNELS, 8, 8)
+    assert torch.allclose(pool(x), F.avg_pool2d(x, 3, 2, 1, count_include_pad=False), atol=1e-6)
+    pool(x).square().sum().backward()
+    assert pool.weight.grad.abs().sum() > 0  # the zero conv still gets a gradient
+    assert sum(p.numel() for p in pool.parameters()) == 9 * CHANNELS**2 + 2 * CHANNELS
+    one_pixel = torch.randn(2, CHANNELS, 1, 1)
+    assert torch.equal(pool.train()(one_pixel), one_pixel)  # InstanceNorm needs two elements; one is its own mean
+
+
+def phase(x, i, j):
+    return x[..., i::2, j::2]
+
+
+def test_aps_keeps_the_polyphase_component_of_largest_l2_norm_over_all_channels():
+    x = torch.rand(2, 2, 6, 6)
+    x[0, :, 1::2, 0::2] += 1.0   # image 0: component (1, 0) is the largest in both channels
+    x[1, 0, 0::2, 1::2] += 3.0   # image 1: (0, 1) is the largest in channel 0 ...
+    x[1, 1, 1::2, 1::2] += 2.0   # ... (1, 1) in channel 1, but (0, 1) over both: 3^2 > 2^2
+    out = build_pool({"name": "aps"}, 2)(x)
+    assert torch.equal(out[0], phase(x[0], 1, 0)) and torch.equal(out[1], phase(x[1], 0, 1))
+    tie = torch.ones(1, 2, 4, 4)  # every component ties: argmax keeps the first, (0, 0)
+    assert torch.equal(build_pool({"name": "aps"}, 2)(tie), phase(tie, 0, 0))
+
+
+@pytest.mark.parametrize("size", [8, 10])
+def test_aps_output_moves_with_a_circular_shift_of_its_input(size):
+    # shifting x by (dy, dx) hands component (i, j) to ((i + dy) % 2, (j + dx) % 2): APS follows it,
+    # and its output is the unshifted output rolled by ((i + dy) // 2, (j + dx) // 2), exactly
+    pool = make("aps").eval()
+    x = torch.randn(3, CHANNELS, size, size)
+    out = pool(x)
+    chosen = [next((i, j) for i in (0, 1) for j in (0, 1) if torch.equal(out[b], phase(x[b], i, j)))
+              for b in range(3)]
+    for dy, dx in [(1, 0), (0, 1), (1, 1), (3, -1), (-2, 5), (size + 1, 2)]:
+        shifted = pool(torch.roll(x, (dy, dx), (2, 3)))
+        for b, (i, j) in enumerate(chosen):
+            assert torch.equal(shifted[b], torch.roll(out[b], ((i + dy) // 2, (j + dx) // 2), (1, 2))), (dy, dx)
+    assert not torch.equal(F.max_pool2d(torch.roll(x, 1, 2), 2), torch.roll(F.max_pool2d(x, 2), 0, 2))
+
+
+def test_aps_pads_odd_sizes_circularly_and_sends_the_gradient_to_the_kept_component_only():
+    pool = make("aps")
+    x = torch.randn(2, CHANNELS, 7, 8, requires_grad=True)
+    padded = torch.cat([x, x[..., :1, :]], 2)  # the first row repeated below the last, as the official aps_pad
+    out = pool(x)
+    assert out.shape == (2, CHANNELS, 4, 4) and torch.equal(out, pool(padded))
+    grad, = torch.autograd.grad(out.sum(), x)
+    kept = [next((i, j) for i in (0, 1) for j in (0, 1) if torch.equal(out[b], phase(padded[b], i, j)))
+            for b in range(2)]
+    expected = torch.zeros(2, CHANNELS, 8, 8)
+    for b, (i, j) in enumerate(kept):
+        expected[b, :, i::2, j::2] = 1.0
+    expected[:, :, 0] += expected[:, :, 7]  # the repeated first row passes its gradient back to row 0
+    assert torch.equal(grad, expected[:, :, :7])
+
+
+def test_aps_under_inference_mode_channels_last_and_bf16_autocast_keeps_the_exact_values_and_layout():
+    pool = make("aps").eval()
+    x = torch.randn(2, CHANNELS, 8, 8) * 3
+    expected = pool(x)
+    with torch.inference_mode():
+        last = pool(x.contiguous(memory_format=torch.channels_last))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = pool(x.bfloat16())
+    assert torch.equal(last, expected) and last.is_contiguous(memory_format=torch.channels_last)
+    assert half.dtype == torch.bfloat16 and torch.equal(half, expected.bfloat16())  # the same components

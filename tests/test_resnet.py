@@ -88,3 +88,17 @@ def test_a_users_backbone_gets_make_pool(tmp_path, monkeypatch):
     model = build_model(cfg)
     assert isinstance(model.body[1], nn.AvgPool2d) and model.body[0].out_channels == 4
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_model_padding_sets_every_3x3_convolution_of_the_resnets():
+    from poolbench.errors import UsageError
+
+    for pool in ("max", "strided"):  # the stride-1 convolutions before the operator, and the plain stride-2 ones
+        cfg = composed("resnet20", True).copy()
+        cfg.pool, cfg.model.padding = POOLS[pool].config(), "circular"
+        convs = [m for m in build_model(cfg).modules() if isinstance(m, nn.Conv2d)]
+        assert {m.padding_mode for m in convs if m.kernel_size == (3, 3)} == {"circular"}
+        assert {m.padding_mode for m in network("resnet20", pool).modules() if isinstance(m, nn.Conv2d)} == {"zeros"}
+    cfg.model.padding = "same"
+    with pytest.raises(UsageError, match="model.padding must be zeros or circular, got 'same'"):
+        build_model(cfg)

@@ -47,3 +47,16 @@ def test_written_files_read_like_any_other_file(tmp_path):
     os.umask(umask)
     assert stat.S_IMODE((tmp_path / "summary.md").stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600
     assert (tmp_path / "summary.md").read_text() == "# t\n"
+
+
+def test_the_recipe_is_named_in_one_line():
+    from poolbench.config import compose_config
+    from poolbench.results import recipe_text, run_protocol
+
+    plain = recipe_text(run_protocol(compose_config(["data=shapes"])))
+    assert plain.startswith("3 epochs, batch 64, SGD Nesterov lr 0.1 one-cycle linear (25% warm-up)")
+    assert "no augmentation" in plain and "own number of draws (eval.draws=auto)" in plain
+    other = recipe_text(run_protocol(compose_config(
+        ["data=shapes", "train.batch_size=256", "train.momentum=0", "train.augment.shift=2",
+         "train.augment.flip=true", "eval.draws=8"])))
+    assert "batch 256, SGD lr" in other and "augment: shift 2px + flip" in other and "8 seeded draws" in other

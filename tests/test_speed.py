@@ -1,8 +1,9 @@
 import torch
 
+from poolbench import speed
 from poolbench.config import compose_config
 from poolbench.model import build_model
-from poolbench.speed import add_mfu, flops_per_image, throughput
+from poolbench.speed import MatmulRate, add_mfu, flops_per_image, throughput
 
 
 def conv_flops(cfg):
@@ -29,8 +30,38 @@ def test_throughput_leaves_the_model_untouched():
     speed = throughput(model, (1, 28, 28), 10, torch.device("cpu"), batch_size=8, warmup=1, iters=2)
     assert speed["infer_images_per_s"] > 0 and speed["train_images_per_s"] > 0
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    mfu = add_mfu(speed, 1000, 1e9)
+    mfu = add_mfu(speed, 1000, MatmulRate(1e9, "float32", "best of 5 rounds"))
     assert mfu["train_mfu"] == 3 * 1000 * speed["train_images_per_s"] / 1e9
+    denominator = (mfu["matmul_flops_per_s"], mfu["matmul_dtype"], mfu["matmul_method"])
+    assert denominator == (1e9, "float32", "best of 5 rounds")
+
+
+def stub_mm(monkeypatch, seconds):
+    """torch.mm's timings, in order: a list, or a function of the matrix size."""
+    calls = iter(seconds) if isinstance(seconds, list) else None
+    monkeypatch.setattr(speed, "_mm_seconds", lambda a, b, device: next(calls) if calls else seconds(a.shape[0]))
+    return calls
+
+
+def test_the_matmul_rate_is_the_best_rounds_median_after_a_stable_warm_up(monkeypatch):
+    warm_up = [3.0, 1.0, 1.0]  # the first two disagree: one more call
+    rounds = [[2.0, 2.0, 2.0], [1.0, 9.0, 1.0], [0.5, 9.0, 0.6], [3.0, 3.0, 3.0], [1.0, 1.0, 1.0]]
+    calls = stub_mm(monkeypatch, warm_up + [s for r in rounds for s in r])
+    rate = speed.matmul_rate(torch.device("cpu"), size=8)
+    assert rate.flops_per_s == 2 * 8**3 / 0.6  # round 3's median; one slow call does not spoil a round
+    assert rate.dtype == "float32"
+    assert rate.method == "best of 5 rounds (median of 3 mm each) of 8x8 float32 after warm-up"
+    assert next(calls, None) is None  # every timing used, no more
+
+
+def test_the_matmul_size_shrinks_only_for_an_emulated_precision(monkeypatch):
+    choose = speed.matmul_size.__wrapped__  # not the per-process cache
+    stub_mm(monkeypatch, lambda n: 0.2)  # one 512 mm over 50 ms: bf16 on a CPU without native support
+    assert choose(torch.device("cpu"), torch.bfloat16) == speed.MATMUL_SLOW_SIZE
+    stub_mm(monkeypatch, lambda n: 0.015)  # a loaded CPU: small calls wait for a time slice; 1024 stays
+    assert choose(torch.device("cpu"), torch.float32) == 1024
+    stub_mm(monkeypatch, lambda n: 0.01 * (n / 2048) ** 3)  # a fast machine: doubled until a call takes 10 ms
+    assert choose(torch.device("cpu"), torch.float32) == 2048
 
 
 def slot_input_elements(model, input_shape) -> int:

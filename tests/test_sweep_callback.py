@@ -65,6 +65,23 @@ def test_a_sweep_ends_in_table_files_and_plots(pool_grid_sweep):
         assert re.search(rf"\n {pool}\s", result.output), pool  # a row of the printed table
 
 
+def test_a_sweep_times_every_configuration_alone_and_ranks_speed_by_it(pool_grid_sweep):
+    sweep_dir, result = pool_grid_sweep
+    timing = json.loads((sweep_dir / "timing.json").read_text())
+    assert timing["rounds"] == 3 and timing["threads"] == 1
+    assert sorted(entry["config"]["pool"] for entry in timing["configurations"]) == sorted(POOLS)
+    assert all(len(entry["infer_images_per_s"]) == 3 and min(entry["train_images_per_s"]) > 0
+               for entry in timing["configurations"])
+    summary = json.loads((sweep_dir / "summary.json").read_text())
+    assert summary["speed_source"] == "quiet timing pass"
+    for row in summary["rows"]:
+        entry = next(e for e in timing["configurations"] if e["config"] == row["configuration"])
+        speed = row["metrics"]["infer_images_per_s"]
+        assert speed["values"] == entry["infer_images_per_s"] and speed["source"] == "quiet timing pass"
+        assert row["metrics"]["accuracy"]["n"] == 1  # seeds still count runs, not timing rounds
+    assert "quiet timing pass: 2 configurations x 3 rounds" in result.output.replace("\n", "")
+
+
 def test_compare_mixes_run_and_sweep_directories(pool_grid_sweep, tmp_path):
     sweep_dir, _ = pool_grid_sweep
     # A single run of the same configuration with another seed, as `poolbench run ... seed=7` leaves it
@@ -74,9 +91,11 @@ def test_compare_mixes_run_and_sweep_directories(pool_grid_sweep, tmp_path):
     job["run"]["overrides"] = [o for o in job["run"]["overrides"] if not o.startswith("seed=")] + ["seed=7"]
     (tmp_path / "one").mkdir()
     (tmp_path / "one" / "metrics.json").write_text(json.dumps(job))
-    result = cli("compare", str(sweep_dir), str(tmp_path / "one"), "-o", str(tmp_path / "cmp"))
+    result = cli("compare", str(sweep_dir), str(tmp_path / "one"), "-o", str(tmp_path / "cmp"), "--time")
     assert result.exit_code == 0, result.output[-3000:]
     summary = json.loads((tmp_path / "cmp" / "summary.json").read_text())
+    # --time: a fresh timing pass over both folders' configurations, saved beside the summary
+    assert (tmp_path / "cmp" / "timing.json").is_file() and summary["speed_source"] == "quiet timing pass"
     max_row = next(row for row in summary["rows"] if row["configuration"]["pool"] == "max")
     assert max_row["n"] == 2 and max_row["seeds"] == [0, 7]  # the single run joins its configuration
     assert len(summary["rows"]) == 2 and not summary["failed"]

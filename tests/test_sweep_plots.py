@@ -2,10 +2,11 @@
 
 import sys
 
+import pytest
 from helpers import make_sweep, write_run
 
 from poolbench.sweep.aggregate import summarize
-from poolbench.sweep.plots import PLOT_FILES, write_plots
+from poolbench.sweep.plots import PLOT_FILES, _ci, write_plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -34,3 +35,15 @@ def test_nothing_complete_means_no_plots(tmp_path):
     write_run(tmp_path / "r" / "a", "avg", 0, 0, status="failed", error="x")
     assert write_plots(summarize([tmp_path / "r"]), tmp_path) == []
 
+
+
+def test_error_bars_stop_at_the_metric_valid_range(tmp_path):
+    write_run(tmp_path / "r" / "0", "max", 0, 0.99, infer=10.0)
+    write_run(tmp_path / "r" / "1", "max", 1, 1.0, infer=400.0)  # n = 2: t = 12.7, an interval past 100%
+    row = summarize([tmp_path / "r"]).rows[0]
+    accuracy = row.stats["accuracy"]
+    below, above = _ci(accuracy, 100)
+    assert accuracy["mean"] + accuracy["ci95"] > 1 and 100 * accuracy["mean"] + above[0] == pytest.approx(100.0)
+    assert below[0] == pytest.approx(100 * accuracy["ci95"])
+    speed = row.stats["infer_images_per_s"]
+    assert speed["mean"] - speed["ci95"] < 0 and _ci(speed)[0][0] == speed["mean"]  # no negative whisker

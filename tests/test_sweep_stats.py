@@ -2,7 +2,15 @@ import math
 
 import pytest
 
-from poolbench.sweep.stats import estimate, regularized_beta, t_quantile, t_two_sided_p, welch_p_value
+from poolbench.sweep.stats import (
+    estimate,
+    holm_adjust,
+    paired_p_value,
+    regularized_beta,
+    t_quantile,
+    t_two_sided_p,
+    welch_p_value,
+)
 
 # Reference values from statistical tables (and SciPy 1.17: scipy.stats.t.ppf / ttest_ind).
 T_975 = {1: 12.706204736174694, 2: 4.302652729749462, 3: 3.1824463052837078, 4: 2.7764451051977934,
@@ -44,3 +52,21 @@ def test_welch_matches_reference_and_is_undefined_without_spread():
     assert welch_p_value([1.0], [1.0, 2.0]) is None
     assert welch_p_value([3.0, 3.0], [4.0, 4.0]) is None  # parameter counts: nothing to test
     assert welch_p_value([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]) == pytest.approx(1.0)
+
+
+def test_paired_t_test_matches_scipy_and_uses_the_pairing():
+    a, b = [0.981, 0.984, 0.979, 0.986], [0.978, 0.982, 0.978, 0.983]
+    assert paired_p_value(a, b) == pytest.approx(0.01821985474322239, rel=1e-9)  # scipy.stats.ttest_rel
+    # the same values unpaired: the seed-to-seed spread hides the shift that every pair shows
+    assert welch_p_value(a, b) > 0.1
+    assert paired_p_value([1.0, 2.0], [1.0, 2.0]) is None  # no spread in the differences
+    assert paired_p_value([1.0], [2.0]) is None
+    with pytest.raises(ValueError):
+        paired_p_value([1.0, 2.0], [1.0])
+
+
+def test_holm_adjustment_by_hand():
+    # sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 -> kept at 0.06 (monotone)
+    assert holm_adjust([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm_adjust([0.6, 0.9]) == [1.0, 1.0]  # capped at 1
+    assert holm_adjust([]) == []

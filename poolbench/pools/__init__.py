@@ -6,11 +6,13 @@ checking the config's options against the operator's signature (its defaults are
 
     basic.py     max, avg, strided, global, fractional
     weighted.py  attention, softpool, stochastic (weights within each window)
+    lip.py       lip (Local Importance-based Pooling: 3x3 windows, learned importance)
+    polyphase.py aps (adaptive polyphase sampling: exactly shift-invariant subsampling)
     mixing.py    mixed, gated (learned max/avg blends)
     smooth.py    blur (anti-aliased max), lp (power mean)
 """
 
-from poolbench.pools import basic, mixing, smooth, weighted  # noqa: F401  (registers the operators)
+from poolbench.pools import basic, lip, mixing, polyphase, smooth, weighted  # noqa: F401  (registers the operators)
 from poolbench.pools.registry import POOLS, PoolSpec, build_pool, get_spec, pool_names, register
 
 __all__ = ["POOLS", "PoolSpec", "build_pool", "get_spec", "pool_names", "register"]

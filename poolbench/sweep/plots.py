@@ -1,7 +1,8 @@
 """Sweep plots (matplotlib, PNG, written atomically): the trade-off, accuracy under shifts, throughput.
 
-Error bars are the same 95% confidence half-widths as in the table; a configuration with a
-single seed is drawn without them.
+Error bars are the same 95% confidence intervals as in the table, clipped to each metric's
+valid range (a share stays within 0-100%, a rate above 0); a configuration with a single seed
+is drawn without them.
 """
 
 from __future__ import annotations
@@ -23,8 +24,17 @@ def _figure(figsize):
     return fig, fig.subplots()
 
 
-def _ci(entry: dict) -> float:
-    return entry.get("ci95") or 0.0
+def _ci(entry: dict, scale: float = 1.0) -> list[list[float]]:
+    """matplotlib's asymmetric [[below], [above]] error bar of one point: the clipped interval."""
+    mean = entry["mean"]
+    below = mean - entry.get("ci_low", mean - (entry.get("ci95") or 0.0))
+    above = entry.get("ci_high", mean + (entry.get("ci95") or 0.0)) - mean
+    return [[scale * max(0.0, below)], [scale * max(0.0, above)]]
+
+
+def _cis(entries: list[dict], scale: float = 1.0) -> list[list[float]]:
+    pairs = [_ci(entry, scale) for entry in entries]
+    return [[p[0][0] for p in pairs], [p[1][0] for p in pairs]]
 
 
 def write_plots(summary: Summary, out_dir: Path) -> list[Path]:
@@ -46,7 +56,7 @@ def _trade_off(rows):
         acc, cons = row.stats["accuracy"], row.stats.get("consistency")
         if cons is None:
             continue
-        ax.errorbar(100 * cons["mean"], 100 * acc["mean"], xerr=100 * _ci(cons), yerr=100 * _ci(acc),
+        ax.errorbar(100 * cons["mean"], 100 * acc["mean"], xerr=_ci(cons, 100), yerr=_ci(acc, 100),
                     fmt="o", capsize=4, label=f"{row.label} (n={row.n})")
         ax.annotate(row.label, (100 * cons["mean"], 100 * acc["mean"]), textcoords="offset points",
                     xytext=(5, 5), fontsize=8)
@@ -66,7 +76,7 @@ def _shift_accuracy(rows):
             continue
         shifts = sorted(row.shift_accuracy, key=int)
         means = [100 * row.shift_accuracy[d]["mean"] for d in shifts]
-        errors = [100 * _ci(row.shift_accuracy[d]) for d in shifts]
+        errors = _cis([row.shift_accuracy[d] for d in shifts], 100)
         nudge = 0.04 * (i - (len(rows) - 1) / 2)  # side by side, so error bars do not hide each other
         ax.errorbar([int(d) + nudge for d in shifts], means, yerr=errors, marker="o", capsize=3, label=row.label)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -85,7 +95,7 @@ def _throughput(rows):
                               (width / 2, "train_images_per_s", "training")):
         entries = [row.stats.get(key, {"mean": 0.0}) for row in rows]
         ax.bar([p + offset for p in positions], [e["mean"] for e in entries], width,
-               yerr=[_ci(e) for e in entries], capsize=3, label=name)
+               yerr=_cis(entries), capsize=3, label=name)
     ax.set_xticks(list(positions), [row.label for row in rows], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("images / s")
     ax.set_title("throughput per configuration (mean ± 95% CI over seeds)")

@@ -19,7 +19,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from poolbench.errors import UsageError, first_line
-from poolbench.results import CHECKPOINT_FILE, METRICS_FILE
+from poolbench.results import CHECKPOINT_FILE, METRICS_FILE, run_protocol
 
 RESUMABLE = ("interrupted", "running", "killed")  # stopped before the end: a checkpoint may continue it
 # Keys that identify a run's seed or are read from `run` instead of the overrides.
@@ -36,6 +36,7 @@ class RunDir:
     seed: int | None
     metrics: dict = field(default_factory=dict)
     mtime: float = 0.0
+    protocol: dict | None = None      # the recipe and test protocol (results.run_protocol), when known
 
     @property
     def complete(self) -> bool:
@@ -87,7 +88,8 @@ def read_run(run_dir: Path) -> RunDir:
             resume = metrics.get("resume_with")  # an interrupted run that checkpointed says how to go on
             error = (f"stopped before it finished; continue with {resume}" if resume
                      else f"the job stopped ({status}) before it finished")
-        return RunDir(run_dir, status, error, overrides, config, _int(run.get("seed")), metrics, mtime)
+        protocol = metrics.get("protocol") or _protocol_from_config(run_dir)
+        return RunDir(run_dir, status, error, overrides, config, _int(run.get("seed")), metrics, mtime, protocol)
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
         return _from_hydra_files(run_dir, "damaged", f"{METRICS_FILE} is damaged or not poolbench's", mtime)
 
@@ -99,6 +101,14 @@ def config_from_overrides(overrides: list[str]) -> dict[str, str]:
         if key.lstrip("+~") not in _NOT_CONFIG_KEYS and not key.startswith("hydra"):
             config[key] = value
     return config
+
+
+def _protocol_from_config(run_dir: Path) -> dict | None:
+    """The protocol of a run written before metrics.json recorded it: from its .hydra/config.yaml."""
+    try:
+        return run_protocol(OmegaConf.load(run_dir / ".hydra" / "config.yaml"))
+    except Exception:  # no or unreadable config: the table just cannot name this run's recipe
+        return None
 
 
 def _from_hydra_files(run_dir: Path, status: str, error: str, mtime: float) -> RunDir:

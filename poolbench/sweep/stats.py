@@ -1,4 +1,5 @@
-"""Small-sample statistics for sweep tables: mean with a 95% confidence interval, Welch's t-test.
+"""Small-sample statistics for sweep tables: mean with a 95% confidence interval, the paired and
+Welch t-tests, and Holm's correction for the many tests of one table.
 
 Seeds are few (often 3), so intervals use Student's t, not the normal approximation. The t
 distribution comes from the regularized incomplete beta function (a continued fraction,
@@ -102,3 +103,39 @@ def welch_p_value(a: list[float], b: list[float]) -> float | None:
     t = (statistics.fmean(a) - statistics.fmean(b)) / math.sqrt(va + vb)
     df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     return t_two_sided_p(t, df)
+
+
+def paired_p_value(a: list[float], b: list[float]) -> float | None:
+    """Two-sided p-value of the paired t-test for mean(a - b) == 0; a[i] and b[i] share a seed.
+
+    Runs with the same seed share their initialization and data order, so their difference
+    removes that shared variation: the right test when both sides ran the same seeds. None
+    where undefined: fewer than two pairs, or differences without spread (deterministic).
+    """
+    if len(a) != len(b):
+        raise ValueError("paired_p_value needs the same number of values on both sides")
+    if len(a) < 2:
+        return None
+    differences = [x - y for x, y in zip(a, b)]
+    spread = statistics.stdev(differences)
+    if spread == 0.0:
+        return None
+    t = statistics.fmean(differences) / (spread / math.sqrt(len(differences)))
+    return t_two_sided_p(t, len(differences) - 1)
+
+
+def holm_adjust(p_values: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the input's order.
+
+    The smallest of m p-values is multiplied by m, the next by m - 1, and so on, each kept at
+    least as large as the one before (and at most 1). Comparing the adjusted values with alpha
+    controls the chance of any false "significant" among all m tests at alpha.
+    """
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted

@@ -1,8 +1,10 @@
 """The comparison a sweep ends with: one rich table, and summary.csv/.md/.json beside the runs.
 
 Every view shows the same numbers: per configuration the mean +- 95% CI half-width over seeds
-(n), the difference from pool=max (* when Welch's p < 0.05), the best value per column in bold
-and a star on the accuracy / consistency / inference-throughput Pareto front.
+(n, flagged below 3), the difference from pool=max (* when significant after Holm's correction;
+paired t-test over shared seeds, W marks Welch's where the seeds differ), the best value per
+column in bold (all tied rows when intervals overlap) and a star on the Pareto front. The
+caption names the recipe and where the speed columns come from.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from rich.table import Table
 from poolbench.report import UNCOUNTED_MARK, si
 from poolbench.report import console as default_console
 from poolbench.results import write_json, write_text
-from poolbench.sweep.aggregate import METRICS, PARETO_METRICS, SIGNIFICANCE, Metric, Row, Summary, to_dict
+from poolbench.sweep.aggregate import FEW_SEEDS, METRICS, PARETO_METRICS, SIGNIFICANCE, Metric, Row, Summary, to_dict
 from poolbench.sweep.grid import BASELINE_POOL
 
 SUMMARY_FILES = ("summary.csv", "summary.md", "summary.json")
 PARETO_MARK = "★"
+WELCH_MARK = "W"      # after a difference: tested with Welch's t-test (the two rows' seeds differ)
 
 
 def _number(metric: Metric, value: float) -> str:
@@ -55,7 +58,7 @@ def diff_text(row: Row, metric: Metric, entry: dict) -> str:
         text = f"{relative:+.0f}%" if abs(relative) >= 10 else f"{relative:+.1f}%"
     else:
         text = f"{entry['diff']:+g}"
-    return text + ("*" if entry.get("significant") else "")
+    return text + ("*" if entry.get("significant") else "") + (WELCH_MARK if entry.get("test") == "welch" else "")
 
 
 def header(metric: Metric) -> str:
@@ -68,18 +71,32 @@ def row_label(row: Row) -> str:
 
 def n_text(row: Row) -> str:
     failed = len(row.runs) - row.n
-    return f"{row.n}" + (f" +{failed} failed" if failed else "")
+    return f"{row.n}" + (" (few)" if row.few_seeds else "") + (f" +{failed} failed" if failed else "")
 
 
 def caption(summary: Summary) -> str:
     shared = " ".join(f"{k}={v}" for k, v in summary.common.items())
-    pareto = " / ".join(m.label for m in METRICS if m.key in PARETO_METRICS)
-    return (f"{shared + '; ' if shared else ''}mean±95% CI over n seeds; then the difference from the "
-            f"pool={BASELINE_POOL} row with the rest of the configuration equal (percentage points for %, "
-            f"relative change otherwise; * = Welch's t-test p < {SIGNIFICANCE}); bold = best in its column; "
-            f"{PARETO_MARK} = on the Pareto front of {pareto}"
-            + (f"; FLOPs{UNCOUNTED_MARK}: a lower bound, some ops could not be counted (summary.json lists them)"
-               if any(row.flops_uncounted for row in summary.rows) else ""))
+    pareto = " / ".join(m.label for m in METRICS if m.key in (PARETO_METRICS if summary.quiet_timing
+                                                               else PARETO_METRICS[:2]))
+    welch = f", {WELCH_MARK} = Welch's t-test where the seeds differ" if summary.tests.get("welch") else ""
+    speed = ("speed from the quiet timing pass (each configuration alone, interleaved rounds; ± over rounds)"
+             if summary.quiet_timing else "speed: the jobs' own timings, measured in parallel, not ranked")
+    parts = [
+        shared,
+        "recipe: " + " | ".join(summary.recipes) if summary.recipes else "",
+        f"mean±95% CI over n seeds (n<{FEW_SEEDS} flagged: too few for a reliable interval)",
+        f"then the difference from the pool={BASELINE_POOL} row with the rest of the configuration equal "
+        f"(percentage points for %, relative change otherwise"
+        + (f"; * = p < {SIGNIFICANCE} after Holm's correction over the table's {sum(summary.tests.values())} "
+           f"tests, paired t-test over shared seeds{welch})" if sum(summary.tests.values()) else "; no tests)")
+        if any(row.has_baseline for row in summary.rows) else "",
+        "bold = best in its column, and every row whose interval overlaps it (a tie)",
+        speed,
+        f"{PARETO_MARK} = on the Pareto front of {pareto}",
+        f"FLOPs{UNCOUNTED_MARK}: a lower bound, some ops could not be counted (summary.json lists them)"
+        if any(row.flops_uncounted for row in summary.rows) else "",
+    ]
+    return "; ".join(part for part in parts if part)
 
 
 def rich_table(summary: Summary, title: str = "comparison") -> Table:
@@ -104,7 +121,8 @@ def rich_table(summary: Summary, title: str = "comparison") -> Table:
             diff = diff_text(row, metric, entry)
             cells.append(text + (f"\n[dim]{diff}[/]" if diff else ""))
         failed = len(row.runs) - row.n
-        n_cell = f"n={row.n}" + (f"\n[red]{failed} failed[/]" if failed else "")
+        n_cell = f"n={row.n}" + (" [yellow](few)[/]" if row.few_seeds else "") + (
+            f"\n[red]{failed} failed[/]" if failed else "")
         name = row.label + ("\n[dim]baseline[/]" if row.config.get("pool") == BASELINE_POOL else "")
         table.add_row(f"{name}\n{n_cell}", *cells, PARETO_MARK if row.pareto else "")
     return table
@@ -150,7 +168,8 @@ def csv_text(summary: Summary) -> str:
     keys = list(dict.fromkeys(k for row in summary.rows for k in row.config))
     fields = ["label", *keys, "status", "n", "failed", "seeds"]
     for metric in METRICS:
-        fields += [f"{metric.key}_{part}" for part in ("mean", "ci95", "std", "diff", "p_value", "significant", "best")]
+        fields += [f"{metric.key}_{part}" for part in
+                   ("mean", "ci95", "std", "diff", "test", "p_value", "p_holm", "significant", "best")]
     fields += ["pareto", "error", "dir"]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
@@ -161,7 +180,7 @@ def csv_text(summary: Summary) -> str:
                 "pareto": row.pareto}
         for metric in METRICS:
             entry = row.stats.get(metric.key, {})
-            for part in ("mean", "ci95", "std", "diff", "p_value", "significant"):
+            for part in ("mean", "ci95", "std", "diff", "test", "p_value", "p_holm", "significant"):
                 line[f"{metric.key}_{part}"] = entry.get(part, "")
             line[f"{metric.key}_best"] = metric.key in row.best
         writer.writerow({k: ("" if v is None else v) for k, v in line.items()})
