@@ -8,6 +8,7 @@ accepted anywhere on the line, shows the traceback instead.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 from pathlib import Path
@@ -82,13 +83,19 @@ def _hydra_main(overrides: list[str], multirun: bool) -> None:
             return None
 
     main = hydra.main(version_base="1.3", config_path=str(config.config_dir()), config_name=config.CONFIG_NAME)(task)
-    sweep_dir = None
+    sweep_dir, lock = None, contextlib.nullcontext()
     if multirun and not _has_flags(overrides):
-        overrides, sweep_dir = pin_sweep_dir(overrides)
+        overrides, sweep_dir = pin_sweep_dir(overrides)  # each job locks its own folder (run_experiment)
+    elif not _has_flags(overrides):  # a single run holds its folder before Hydra writes .hydra/ and the log there
+        from poolbench.results import run_dir_lock
+
+        overrides, run_dir = config.pin_output_dir(overrides, "hydra.run.dir", resolve_with=overrides)
+        lock = run_dir_lock(run_dir)
     argv = sys.argv
     sys.argv = ["poolbench", *(["--multirun"] if multirun else []), *overrides]
     try:
-        main()
+        with lock:
+            main()
     except KeyboardInterrupt:
         if sweep_dir is not None:  # Hydra skips on_multirun_end after Ctrl-C: summarize here
             from poolbench.sweep.callback import summarize_interrupted

@@ -9,6 +9,7 @@ ConfigStore when this module is imported, so the operator class is the one sourc
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -26,11 +27,47 @@ from poolbench.pools.contract import check_operator
 from poolbench.pools.registry import CUSTOM
 
 CONFIG_NAME = "config"
+JOB_DIR_CHARS = 100  # a sweep job's folder name after its number (file systems allow 255 bytes)
+
+
+def job_dir_name(override_dirname: str, limit: int = JOB_DIR_CHARS) -> str:
+    """A sweep job's folder name from its overrides (configs/config.yaml hydra.sweep.subdir): flat
+    and short. Characters other than [A-Za-z0-9._=,-] ("/" included) become "_"; when any was
+    replaced or the name is cut to `limit`, 8 hex digits of the overrides' SHA-256 keep it unique.
+    The overrides themselves stay in .hydra/overrides.yaml, which reruns match jobs by."""
+    safe = re.sub(r"[^A-Za-z0-9._=,-]", "_", override_dirname)
+    if safe == override_dirname and len(safe) <= limit:
+        return safe
+    digest = hashlib.sha256(override_dirname.encode()).hexdigest()[:8]
+    return f"{safe[:limit - len(digest) - 1]}-{digest}"
+
+
+def pin_output_dir(overrides: list[str], key: str, resolve_with: list[str] | None = None
+                   ) -> tuple[list[str], Path]:
+    """The folder `key` (hydra.run.dir or hydra.sweep.dir) names, resolved now and passed to Hydra
+    explicitly: (the overrides with `key=<folder>` in place of any given, the folder).
+
+    The config's `${now:...}` pattern (or the user's own value) would otherwise be resolved inside
+    Hydra. Pinned, this process knows the folder before Hydra writes to it: to lock a run's, to
+    summarize a sweep's after Ctrl-C (whose jobs a launcher may run in other processes) and to
+    say how to continue. `resolve_with`: the overrides the pattern needs (a run's names its pool
+    and data), by default only a given `key=...`.
+    """
+    def names_key(override: str) -> bool:
+        return override.lstrip("+").split("=", 1)[0] == key
+
+    given = [o for o in overrides if names_key(o)]
+    cfg = compose_config(given if resolve_with is None else resolve_with, hydra_config=True, check=False)
+    folder = str(OmegaConf.select(cfg, key))
+    quoted = folder if re.fullmatch(r"[\w./:@-]+", folder) else "'" + folder.replace("'", "\\'") + "'"
+    return [o for o in overrides if not names_key(o)] + [f"{key}={quoted}"], Path(folder)
 
 
 def register_configs() -> None:
-    """Put every registered operator's `pool` node into Hydra's ConfigStore (idempotent), and the
-    `custom` nodes that take a user's own class by `_target_` from the command line."""
+    """Put every registered operator's `pool` node into Hydra's ConfigStore (idempotent), the
+    `custom` nodes that take a user's own class by `_target_` from the command line, and the
+    `poolbench.job_dir` resolver that names sweep jobs' folders."""
+    OmegaConf.register_new_resolver("poolbench.job_dir", job_dir_name, replace=True)
     store = ConfigStore.instance()
     for spec in POOLS.values():
         store.store(group="pool", name=spec.name, node=spec.config())
@@ -53,7 +90,8 @@ def config_dir() -> Path:
 def group_options(group: str) -> list[str]:
     if group == "pool":
         return [*pool_names(), CUSTOM]
-    names = [p.stem for p in (config_dir() / group).glob("*.yaml")]
+    # a leading underscore marks what several choices share (configs/data/_images.yaml), not a choice
+    names = [p.stem for p in (config_dir() / group).glob("*.yaml") if not p.stem.startswith("_")]
     return sorted(names + ([CUSTOM] if group == "model" else []))
 
 
@@ -135,24 +173,35 @@ def _check_values(cfg: DictConfig) -> None:
         if not ok:
             raise UsageError(message)
 
+    def whole(key: str, value, least: int | None = 1) -> None:  # an integer, not 1.5 truncated to 1
+        ok = isinstance(value, int) and not isinstance(value, bool) and (least is None or value >= least)
+        need(ok, f"{key} must be a whole number{'' if least is None else f' of at least {least}'}, got {value!r}.")
+
     need(cfg.pool.name in POOLS or bool(cfg.pool.get("_target_")) or cfg.pool.name == CUSTOM,
          f"Unknown pool '{cfg.pool.name}'; choose one of: {', '.join(pool_names())}, or give pool._target_.")
-    need(int(cfg.train.epochs) >= 1, f"train.epochs must be at least 1, got {cfg.train.epochs}.")
-    need(int(cfg.train.batch_size) >= 1, f"train.batch_size must be at least 1, got {cfg.train.batch_size}.")
+    whole("seed", cfg.seed, least=None)
+    need(cfg.threads == "auto" or (isinstance(cfg.threads, int) and not isinstance(cfg.threads, bool)
+                                   and cfg.threads >= 1),
+         f"threads must be auto or a whole number of at least 1, got {cfg.threads!r}.")
+    whole("train.epochs", cfg.train.epochs)
+    whole("train.batch_size", cfg.train.batch_size)
     need(float(cfg.train.lr) > 0, f"train.lr must be positive, got {cfg.train.lr}.")
     need(0 <= float(cfg.train.warmup_fraction) < 1,
          f"train.warmup_fraction must be in [0, 1), got {cfg.train.warmup_fraction}.")
+    whole("eval.max_shift", cfg.eval.max_shift, least=0)
     need(0 <= int(cfg.eval.max_shift) < int(cfg.data.image_size),
          f"eval.max_shift must be in [0, {cfg.data.image_size - 1}] for {cfg.data.image_size}-pixel images, "
          f"got {cfg.eval.max_shift}.")
     need(cfg.eval.shift_mode in ("circular", "translate"),
          f"eval.shift_mode must be circular or translate, got '{cfg.eval.shift_mode}'.")
-    need(int(cfg.eval.shift_pairs) >= 1, f"eval.shift_pairs must be at least 1, got {cfg.eval.shift_pairs}.")
-    need(int(cfg.eval.batch_size) >= 1, f"eval.batch_size must be at least 1, got {cfg.eval.batch_size}.")
+    whole("eval.shift_pairs", cfg.eval.shift_pairs)
+    whole("eval.batch_size", cfg.eval.batch_size)
     draws = cfg.eval.draws
     need(draws == "auto" or (isinstance(draws, int) and not isinstance(draws, bool) and draws >= 1),
          f"eval.draws must be auto or a whole number of at least 1, got {draws!r}.")
     need(str(cfg.device) in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got '{cfg.device}'.")
+    if cfg.data.get("max_pixels") is not None:  # the datasets that decode image files (configs/data/_images.yaml)
+        whole("data.max_pixels", cfg.data.max_pixels)
     if "channels" in cfg.model:
         need(len(cfg.model.channels) >= 1 and all(int(c) >= 1 for c in cfg.model.channels),
              f"model.channels must list at least one positive width, got {list(cfg.model.channels)}.")

@@ -24,7 +24,15 @@ from poolbench.errors import PoolbenchError, RunError
 from poolbench.evaluate import invariance
 from poolbench.model import count_params, inference_copy
 from poolbench.report import TrainProgress, config_summary, console, results_table, shift_table
-from poolbench.results import CHECKPOINT_FILE, METRICS_FILE, load_checkpoint, new_metrics, run_protocol, write_json
+from poolbench.results import (
+    CHECKPOINT_FILE,
+    METRICS_FILE,
+    load_checkpoint,
+    new_metrics,
+    run_dir_lock,
+    run_protocol,
+    write_json,
+)
 from poolbench.runtime import amp_enabled, autocast_for, model_on, select_device, set_threads, stop_on_signals
 from poolbench.speed import add_mfu, count_flops, matmul_rate_once, throughput
 from poolbench.train import load_resume, train
@@ -36,9 +44,10 @@ def run_experiment(cfg, run_dir: Path, overrides: list[str], show_progress: bool
     """Train and evaluate one configuration; metrics.json is written whatever happens.
 
     Ctrl-C or SIGTERM during training checkpoints after the current step and records
-    "status": "interrupted"; `train.resume=RUN_DIR` goes on from there.
+    "status": "interrupted"; `train.resume=RUN_DIR` goes on from there. The run holds `run_dir`'s
+    lock throughout: a folder another run is using is refused before anything is written to it.
     """
-    with stop_on_signals() as stop:
+    with run_dir_lock(run_dir), stop_on_signals() as stop:
         return _run_experiment(cfg, run_dir, overrides, show_progress, stop)
 
 

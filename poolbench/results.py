@@ -1,11 +1,13 @@
 """What a run leaves behind: metrics.json (README: "What a run leaves") and model.pt, written atomically.
 
 Every file goes to a temporary name in the same folder first and is renamed into place, so a
-killed process never leaves a half-written result.
+killed process never leaves a half-written result. A run holds its folder's lock (`.lock`) for
+its whole life, so a second run started in the same folder is refused instead of mixing files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -16,9 +18,44 @@ import torch
 
 from poolbench.errors import UsageError
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; run folders are not locked there
+    fcntl = None
+
 SCHEMA_VERSION = 1
 METRICS_FILE = "metrics.json"
 CHECKPOINT_FILE = "model.pt"
+LOCK_FILE = ".lock"
+
+_held: set[str] = set()  # run folders this process holds (the CLI takes a single run's before Hydra starts)
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir: Path):
+    """Hold `run_dir` (created if missing) for the block: an exclusive flock on its `.lock` file,
+    released when the block ends or the process dies. A folder another process holds is refused
+    with one sentence (UsageError) before anything in it is touched. Re-entrant in one process.
+    The `.lock` file stays behind (empty): removing it could let two runs lock two different files.
+    """
+    key = os.path.realpath(run_dir)
+    if fcntl is None or key in _held:
+        yield
+        return
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    with open(Path(run_dir) / LOCK_FILE, "a") as handle:  # "a": opening never changes the file
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(f"Another poolbench run is using {run_dir}: wait for it to finish, or run in "
+                             "another folder (hydra.run.dir=..., or hydra.sweep.dir=... for a sweep).") from None
+        except OSError:  # a file system without locks (some network mounts): run unlocked, as before
+            pass
+        _held.add(key)
+        try:
+            yield
+        finally:
+            _held.discard(key)  # closing the file releases the lock
 
 
 def atomic_write(path: Path, write) -> None:

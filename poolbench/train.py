@@ -62,7 +62,8 @@ def train(cfg, model: torch.nn.Module, data: TensorData, device: torch.device,
     bottom, and the hot path stays free of calls that would hide per-step costs.
 
     `resume` is a checkpoint from `load_checkpoint`: training goes on from its exact step, with
-    the same random streams, so the result is bit-identical to an uninterrupted run on CPU.
+    the same random streams, so the result is bit-identical to an uninterrupted run on CPU. A
+    checkpoint whose training was finished is saved again at `checkpoint_path` as it is.
     `stop.requested` (set by a signal) ends training after the current step with a checkpoint
     and TrainingInterrupted.
     """
@@ -154,6 +155,10 @@ def train(cfg, model: torch.nn.Module, data: TensorData, device: torch.device,
             checkpoint(0)
             if stop.requested and state.epoch < int(tc.epochs):
                 raise TrainingInterrupted(state)
+        if resume is not None and state.epoch == int(resume["epoch"]) and not int(resume.get("step", 0)):
+            # the resumed run had finished training (stopped in evaluation, or complete): nothing was
+            # left to train, but this run still ends with its own checkpoint in its own folder
+            checkpoint(0)
     finally:
         stop.armed = False
     return state
@@ -180,7 +185,7 @@ def _restore(ckpt: dict, model, optimizer, generator, device, steps_per_epoch: i
 
 # Keys that may change when a run is resumed: where data lives, machine settings, evaluation.
 RESUME_MAY_DIFFER = ("train.resume", "threads", "device", "eval.", "data_home", "data.root", "data.source",
-                     "data.download", "data.cache")
+                     "data.download", "data.cache", "data.max_pixels")
 
 
 def load_resume(cfg) -> dict:

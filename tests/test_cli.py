@@ -1,6 +1,8 @@
 """The command line in this process (Typer's CliRunner on the root app): exit codes, the one-sentence
 errors, --debug, and what a failed or refused run leaves on disk. Real processes: test_end_to_end.py."""
 
+import sys
+
 import pytest
 from helpers import SWEEP_TINY, TINY, cli, fake_run_dir, read_metrics
 
@@ -21,6 +23,34 @@ def test_bad_value_leaves_no_run_directory(tmp_path):
     result = cli("run", *TINY, "pool=fractional", "pool.ratio=0", f"hydra.run.dir={tmp_path / 'x'}")
     assert result.exit_code == 2 and "pool.ratio" in result.output and "got 0" in result.output
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("threads=abc", "threads must be auto or a whole number of at least 1, got 'abc'."),
+    ("seed=abc", "seed must be a whole number, got 'abc'."),
+])
+def test_a_value_of_the_wrong_type_exits_2_before_a_run_directory_exists(tmp_path, override, message):
+    result = cli("run", *TINY, override, f"hydra.run.dir={tmp_path / 'x'}")
+    assert result.exit_code == 2 and f"error: {message}" in result.output
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="run folders are locked with flock (Linux, macOS)")
+def test_a_run_in_a_folder_another_run_holds_is_refused_and_changes_nothing(tmp_path):
+    import fcntl
+
+    run_dir = tmp_path / "run"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "config.yaml").write_text("the first run's config\n")
+    with open(run_dir / ".lock", "a") as first_run:  # what a running `poolbench run` holds
+        fcntl.flock(first_run.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = cli("run", *TINY, f"hydra.run.dir={run_dir}")
+    assert result.exit_code == 2
+    assert (f"error: Another poolbench run is using {run_dir}: wait for it to finish, or run in another folder"
+            in result.output.replace("\n", ""))
+    assert sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*")) == [
+        ".hydra", ".hydra/config.yaml", ".lock"]  # no metrics.json, no log, no config of its own
+    assert (run_dir / ".hydra" / "config.yaml").read_text() == "the first run's config\n"
 
 
 def test_a_typo_in_a_swept_value_is_found_before_the_first_job(tmp_path):

@@ -34,7 +34,13 @@ def test_dataset_picks_its_training_recipe():
 @pytest.mark.parametrize("overrides, message", [
     (["pool=nope"], "choose one of: aps, attention, avg"),
     (["data=nope"], "choose one of: " + ", ".join(group_options("data")) + r"\."),
-    (["train.epochs=0"], "train.epochs must be at least 1"),
+    (["train.epochs=0"], "train.epochs must be a whole number of at least 1, got 0"),
+    (["train.epochs=1.5"], r"train.epochs must be a whole number of at least 1, got 1\.5"),  # not truncated
+    (["seed=abc"], "seed must be a whole number, got 'abc'"),
+    (["threads=abc"], "threads must be auto or a whole number of at least 1, got 'abc'"),
+    (["threads=0"], "threads must be auto or a whole number of at least 1, got 0"),
+    (["threads=-3"], "threads must be auto or a whole number of at least 1, got -3"),
+    (["data=imagefolder", "data.max_pixels=0"], "data.max_pixels must be a whole number of at least 1, got 0"),
     (["train.lr=-1"], "train.lr must be positive"),
     (["eval.draws=0"], "eval.draws must be auto or a whole number of at least 1"),
     (["eval.draws=most"], "eval.draws must be auto or a whole number"),

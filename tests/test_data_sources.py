@@ -1,7 +1,10 @@
 """Every dataset source: generated shapes, MNIST's raw files, image folders, CIFAR-10's chain."""
 
+import os
 import shutil
+import struct
 import tarfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -96,6 +99,89 @@ def test_image_folder_cache_is_used_then_rebuilt_when_damaged_or_stale(tmp_path)
     assert rebuilt.decode_seconds is not None and torch.equal(rebuilt.train_x, first.train_x)
     (tmp_path / "set" / "train" / "cat" / "000.png").unlink()  # changed source: a new cache key
     assert load_image_folder(tmp_path / "set", tmp_path / "cache", 8, 3).train_x.shape[0] == 5
+
+
+def test_image_folder_cache_follows_an_image_moved_to_another_class(tmp_path):
+    # Relabelling by moving a file keeps the file count, total size and newest time: the cache key
+    # covers every file's path (its class folder), so the labels follow the move.
+    make_image_folder(tmp_path / "set")
+    first = load_image_folder(tmp_path / "set", tmp_path / "cache", 8, 3)
+    assert first.train_y.tolist() == [0, 0, 0, 1, 1, 1]
+    moved, target = tmp_path / "set" / "train" / "cat" / "000.png", tmp_path / "set" / "train" / "dog" / "009.png"
+    stamp = moved.stat()
+    moved.rename(target)
+    os.utime(target, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    again = load_image_folder(tmp_path / "set", tmp_path / "cache", 8, 3)
+    assert again.decode_seconds is not None and again.train_y.tolist() == [0, 0, 1, 1, 1, 1]
+    assert torch.equal(again.train_x[-1], first.train_x[0])  # the moved image, now last of "dog"
+
+
+def test_image_folder_cache_with_altered_tensors_is_rebuilt_with_a_warning(tmp_path, capsys):
+    make_image_folder(tmp_path / "set")
+    first = load_image_folder(tmp_path / "set", tmp_path / "cache", 8, 3)
+    saved = torch.load(first.cache, weights_only=True)
+    saved["train_x"][0, 0, 0, 0] ^= 1  # one bit of one pixel; the file itself still loads
+    torch.save(saved, first.cache)
+    capsys.readouterr()
+    rebuilt = load_image_folder(tmp_path / "set", tmp_path / "cache", 8, 3)
+    assert rebuilt.decode_seconds is not None and torch.equal(rebuilt.train_x, first.train_x)
+    out = capsys.readouterr().out.replace("\n", "")
+    assert f"warning: cache {first.cache} is damaged (checksum mismatch): decoding {tmp_path / 'set'} again" in out
+    assert load_image_folder(tmp_path / "set", tmp_path / "cache", 8, 3).decode_seconds is None  # rewritten intact
+
+
+def _claim_size(image: bytes, width: int, height: int) -> bytes:
+    """A PNG or JPEG whose header declares width x height; its few bytes of pixels stay as they were."""
+    data = bytearray(image)
+    if data[:4] == b"\x89PNG":  # IHDR: width and height, then the chunk's CRC over its type and data
+        data[16:24] = struct.pack(">II", width, height)
+        data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    else:  # baseline JPEG: SOF0 holds height then width
+        sof = data.index(b"\xff\xc0")
+        data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("kind, form", [("png", "folder"), ("jpg", "set.zip")])
+def test_an_image_declaring_too_many_pixels_is_refused_before_anything_is_decoded(tmp_path, monkeypatch, kind,
+                                                                                  form):
+    import torchvision.io
+
+    from poolbench.data import decode
+
+    make_image_folder(tmp_path / "set")
+    small = tmp_path / "set" / "train" / "dog" / "000.png"
+    image = small.read_bytes() if kind == "png" else bytes(encode_jpeg(torch.zeros(3, 8, 8, dtype=torch.uint8)))
+    bomb = _claim_size(image, 20000, 20000)
+    assert len(bomb) < 1000 and decode.header_size(bomb) == (20000, 20000)
+    (tmp_path / "set" / "train" / "dog" / f"bomb.{kind}").write_bytes(bomb)
+    source = tmp_path / "set" if form == "folder" else pack(tmp_path / "set", tmp_path / form)
+
+    def decoded(*args, **kwargs):
+        raise AssertionError("an image was decoded")
+
+    for name in ("decode_jpeg", "decode_png", "decode_image"):
+        monkeypatch.setattr(torchvision.io, name, decoded)
+    monkeypatch.setattr(decode, "_decode_one", decoded)
+    name = f"{source}:set/train/dog/bomb.{kind}" if form != "folder" else str(source / "train" / "dog" / f"bomb.{kind}")
+    with pytest.raises(UsageError) as refused:
+        load_image_folder(source, tmp_path / "cache", 8, 3)
+    assert str(refused.value) == (
+        f"Image {name} declares 20000x20000 pixels, over the limit of 16777216 (data.max_pixels; a header like this "
+        "can be a decompression bomb): refusing to decode it; shrink or delete the file, or raise the limit with "
+        "data.max_pixels=N.")
+
+
+def test_the_pixel_limit_comes_from_data_max_pixels(tmp_path):
+    make_image_folder(tmp_path / "set")  # 8x8 images: 64 pixels
+    data_cfg = compose_config(["data=imagefolder", f"data.root={tmp_path / 'set'}", f"data.cache={tmp_path / 'c'}",
+                               "data.image_size=8", "eval.max_shift=2"]).data
+    assert data_cfg.max_pixels == 4096 * 4096  # configs/data/_images.yaml
+    data_cfg.max_pixels = 63
+    with pytest.raises(UsageError, match=r"declares 8x8 pixels, over the limit of 63 \(data.max_pixels"):
+        load_dataset(data_cfg)
+    data_cfg.max_pixels = 64
+    assert load_dataset(data_cfg).train_x.shape[0] == 6
 
 
 def test_image_folder_converts_channels_and_resizes_from_config(tmp_path):

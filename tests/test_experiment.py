@@ -2,10 +2,11 @@
 and what `evaluate_run` refuses. (The same through real processes and signals: test_end_to_end.py.)"""
 
 import pickle
+import sys
 
 import pytest
 import torch
-from helpers import SWEEP_TINY, TINY, fake_run_dir, read_metrics
+from helpers import SWEEP_TINY, TINY, cli, fake_run_dir, read_metrics
 
 from poolbench.config import check_overrides, compose_config
 from poolbench.errors import RunError, UsageError
@@ -95,6 +96,37 @@ def test_an_unexpected_error_is_recorded_with_its_type(tmp_path, monkeypatch):
     with pytest.raises(ValueError):
         run_experiment(compose_config(QUICK), tmp_path, [], show_progress=False)
     assert read_metrics(tmp_path)["status"] == "failed" and read_metrics(tmp_path)["error"] == "ValueError: bad batch"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="run folders are locked with flock (Linux, macOS)")
+def test_a_run_refused_by_its_folders_lock_writes_nothing_there(tmp_path):
+    # A sweep job (any launcher) locks its folder here; a refused run must not write its own
+    # "failed" metrics.json over the running one's.
+    import fcntl
+
+    with open(tmp_path / ".lock", "a") as other_run:
+        fcntl.flock(other_run.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(UsageError, match=f"Another poolbench run is using {tmp_path}"):
+            run_experiment(compose_config(QUICK), tmp_path, [], show_progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == [".lock"]
+
+
+def test_resuming_a_finished_run_ends_with_its_own_checkpoint_that_eval_reads(tmp_path):
+    # A run whose training finished (complete, or stopped during evaluation) has nothing left to
+    # train: the resumed run still keeps the checkpoint in its own folder.
+    from omegaconf import OmegaConf
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    for run_dir, overrides in ((first, []), (second, [f"train.resume={first}"])):
+        cfg = compose_config([*QUICK, *overrides])
+        (run_dir / ".hydra").mkdir(parents=True)
+        OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")  # as Hydra leaves it
+        metrics = run_experiment(cfg, run_dir, overrides, show_progress=False)
+    assert metrics["status"] == "complete" and metrics["run"]["resumed_from"] == str(first)
+    assert metrics["history"] == read_metrics(first)["history"]  # nothing was trained again
+    assert (second / "model.pt").is_file()
+    evaluated = cli("eval", str(second))
+    assert evaluated.exit_code == 0, evaluated.output
 
 
 # ---------------------------------------------------------------- evaluate_run

@@ -1,10 +1,11 @@
 import json
+import sys
 
 import pytest
 import torch
 
 from poolbench.errors import UsageError
-from poolbench.results import load_checkpoint, read_metrics, save_checkpoint, write_json, write_text
+from poolbench.results import load_checkpoint, read_metrics, run_dir_lock, save_checkpoint, write_json, write_text
 
 
 def test_write_json_replaces_atomically_and_nan_becomes_null(tmp_path):
@@ -19,6 +20,20 @@ def test_checkpoint_round_trip_with_weights_only(tmp_path):
     save_checkpoint(tmp_path / "model.pt", {"model": {"w": torch.ones(2)}, "epoch": 3})
     assert torch.load(tmp_path / "model.pt", weights_only=True)["epoch"] == 3
     assert load_checkpoint(tmp_path / "model.pt")["model"]["w"].sum() == 2
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="run folders are locked with flock (Linux, macOS)")
+def test_a_run_folder_lock_is_held_for_the_block_reentrant_in_one_process_and_released(tmp_path):
+    import fcntl
+
+    run_dir = tmp_path / "run"
+    with run_dir_lock(run_dir):
+        with run_dir_lock(run_dir):  # the CLI holds a single run's folder, then the run takes it again
+            pass
+        with open(run_dir / ".lock") as other, pytest.raises(BlockingIOError):  # still held
+            fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with open(run_dir / ".lock") as other:  # released
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def test_damaged_files_are_usage_errors(tmp_path):

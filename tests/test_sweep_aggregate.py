@@ -198,3 +198,13 @@ def test_mixed_hardware_and_the_recipe_are_named(tmp_path):
     assert summary.recipes == [recipe_text(protocol)]
     assert "2 epochs, batch 128" in summary.recipes[0] and "4 seeded draws" in summary.recipes[0]
     assert any("different hardware" in note and "CPU B (avg)" in note for note in summary.notes)
+
+
+def test_a_lead_inside_the_noise_knocks_no_row_off_the_pareto_front(tmp_path):
+    for seed in range(3):  # avg ahead of max on every mean, but by less than the intervals
+        write_run(tmp_path / f"max_{seed}", "max", seed, 0.90 + seed / 100, consistency=0.80 + seed / 100)
+        write_run(tmp_path / f"avg_{seed}", "avg", seed, 0.905 + seed / 100, consistency=0.805 + seed / 100)
+        write_run(tmp_path / f"lp_{seed}", "lp", seed, 0.60 + seed / 100, consistency=0.70 + seed / 100)
+    rows = {row.config["pool"]: row for row in summarize([tmp_path]).rows}
+    assert rows["max"].pareto and rows["avg"].pareto  # tied: neither clearly better
+    assert not rows["lp"].pareto  # clearly worse on both

@@ -15,6 +15,7 @@ from helpers import OUTPUT_FILES, SWEEP_TINY, cli, make_sweep, sweep_metrics, wr
 from omegaconf import OmegaConf
 
 from poolbench import cli as cli_module
+from poolbench.config import job_dir_name
 from poolbench.sweep.callback import earlier_attempt, pin_sweep_dir
 from poolbench.sweep.grid import DEFAULT_GRID, SWEEP_POOLS
 from poolbench.sweep.rundir import read_run
@@ -25,9 +26,11 @@ POOLS = ["global", "max"]  # given out of the table's order (SWEEP_POOLS: max fi
 @pytest.fixture(scope="module")
 def pool_grid_sweep(tmp_path_factory):
     """`poolbench sweep pool=global,max seed=0`: two jobs in this process (statistics over seeds:
-    test_sweep_aggregate.py)."""
+    test_sweep_aggregate.py). Their dozen overrides, one a path (data_home, unused by data=shapes),
+    make long job folder names with "/" in them (test_job_folders_are_flat_and_short)."""
     sweep_dir = tmp_path_factory.mktemp("sweep")
-    result = cli("sweep", *SWEEP_TINY, "threads=1", f"pool={','.join(POOLS)}", "seed=0",
+    data_home = tmp_path_factory.mktemp("data") / "home"
+    result = cli("sweep", *SWEEP_TINY, "threads=1", f"data_home={data_home}", f"pool={','.join(POOLS)}", "seed=0",
                  f"hydra.sweep.dir={sweep_dir}")
     return sweep_dir, result
 
@@ -198,6 +201,27 @@ def test_sweep_through_submitit_local(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert [(row["configuration"]["pool"], row["n"]) for row in summary["rows"]] == [("max", 1), ("avg", 1)]
     assert all((tmp_path / name).is_file() for name in OUTPUT_FILES)
+
+
+def test_job_folder_names_are_flat_short_and_unique():
+    assert job_dir_name("pool=max,seed=0") == "pool=max,seed=0"  # the usual names read as before
+    long = ",".join(f"train.key{i}=/data/set/{i}" for i in range(12))
+    name = job_dir_name(long)
+    assert len(name) == 100 and re.fullmatch(r"[A-Za-z0-9._=,-]+", name)
+    assert job_dir_name(long + "0") != name  # a cut name ends in a hash of all the overrides
+    assert job_dir_name("a=x/y").startswith("a=x_y-")  # so does a sanitized one: "a=x_y" stays another job's
+
+
+def test_job_folders_are_flat_and_short(pool_grid_sweep):
+    # A dozen overrides and a "/" in a value: once a "File name too long" crash and nested folders.
+    sweep_dir, result = pool_grid_sweep
+    assert result.exit_code == 0, result.output[-3000:]
+    jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir())
+    assert [p.name[:2] for p in jobs] == ["0_", "1_"] and all(len(p.name) <= 2 + 100 for p in jobs)
+    for job in jobs:
+        assert (job / "metrics.json").is_file()
+        overrides = list(OmegaConf.load(job / ".hydra" / "overrides.yaml"))  # what reruns match jobs by
+        assert any(o.startswith("data_home=/") for o in overrides) and len(overrides) == len(SWEEP_TINY) + 4
 
 
 # ---------------------------------------------------------------- reruns: skip, continue, run again

@@ -26,7 +26,7 @@ import torch
 
 from poolbench.data.archives import extract, is_archive, member_names
 from poolbench.data.base import Source, TensorData, data_root, md5_checks, verified_files
-from poolbench.data.imagefolder import cache_file, decode_check, describe, load_image_folder
+from poolbench.data.imagefolder import cache_file, decode_check, describe, load_image_folder, max_pixels
 from poolbench.errors import UsageError, first_line
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ def _holds_batches(archive: Path) -> bool:
 def load(data_cfg) -> TensorData:
     where = layout(data_cfg)
     if where.images is not None:
-        return _from_images(where)
+        return _from_images(where, max_pixels(data_cfg))
     if where.archive is not None:
         differ = checked_batches(where.batches, data_cfg)
         if differ is None:
@@ -179,8 +179,8 @@ def _from_root(data_cfg, folder: Path) -> TensorData:
     )
 
 
-def _from_images(where: Layout) -> TensorData:
-    images = load_image_folder(where.images, where.cache.parent, IMAGE_SIZE, CHANNELS)
+def _from_images(where: Layout, limit: int | None) -> TensorData:
+    images = load_image_folder(where.images, where.cache.parent, IMAGE_SIZE, CHANNELS, max_pixels=limit)
     if images.classes != CLASSES:
         raise UsageError(f"data.source {where.images} has classes {images.classes}, not CIFAR-10's: "
                          "use data=imagefolder data.root=... for other datasets.")
@@ -204,7 +204,7 @@ def checks(data_cfg):
     if where.batches is not None:
         yield from md5_checks(where.batches, batch_md5s())
     else:
-        yield decode_check(where.images, where.cache.parent, IMAGE_SIZE, CHANNELS)
+        yield decode_check(where.images, where.cache.parent, IMAGE_SIZE, CHANNELS, max_pixels(data_cfg))
 
 
 SOURCE = Source(

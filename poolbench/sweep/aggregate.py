@@ -347,12 +347,21 @@ def _overlaps(a: dict, b: dict) -> bool:
 
 
 def _mark_pareto(rows: list[Row], keys: tuple[str, ...]) -> None:
-    points = {id(row): [_mean(row, k) for k in keys] for row in rows}
-    candidates = [row for row in rows if None not in points[id(row)]]
+    """The front: rows no other row dominates. Another row dominates only when it is at least tied
+    on every metric and clearly better on one, with ties judged as for bold (overlapping 95%
+    intervals): a mean ahead by less than the noise knocks no row off the front."""
+    candidates = [row for row in rows if all(_mean(row, k) is not None for k in keys)]
+
+    def ahead(a: Row, b: Row, key: str) -> int:  # 1: a clearly better, 0: tied, -1: clearly worse
+        metric = next(m for m in METRICS if m.key == key)
+        if _overlaps(a.stats[key], b.stats[key]):
+            return 0
+        better = _mean(a, key) > _mean(b, key)
+        return 1 if better == metric.higher_is_better else -1
+
     for row in candidates:
-        mine = points[id(row)]
         row.pareto = not any(
-            all(o >= m for o, m in zip(points[id(other)], mine)) and any(o > m for o, m in zip(points[id(other)], mine))
+            all(ahead(other, row, k) >= 0 for k in keys) and any(ahead(other, row, k) > 0 for k in keys)
             for other in candidates if other is not row)
 
 

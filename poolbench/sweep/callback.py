@@ -7,7 +7,6 @@ directory, whichever launcher ran them.
 
 from __future__ import annotations
 
-import re
 import shlex
 from pathlib import Path
 
@@ -87,22 +86,10 @@ def _earlier_runs(sweep_dir: Path):
 
 
 def pin_sweep_dir(overrides: list[str]) -> tuple[list[str], Path]:
-    """The sweep directory, resolved now and passed to Hydra explicitly.
+    """The sweep directory, resolved now and passed to Hydra explicitly (config.pin_output_dir)."""
+    from poolbench.config import pin_output_dir
 
-    The config's `${now:...}` pattern (or the user's own hydra.sweep.dir) would otherwise be
-    resolved inside Hydra, and a launcher may run the jobs in other processes: pinned, this
-    process knows where the jobs write, to summarize them after Ctrl-C and to tell the user
-    how to continue.
-    """
-    from poolbench.config import compose_config
-
-    def is_sweep_dir(override: str) -> bool:
-        return override.lstrip("+").split("=", 1)[0] == "hydra.sweep.dir"
-
-    given = [o for o in overrides if is_sweep_dir(o)]
-    sweep_dir = str(compose_config(given, hydra_config=True).hydra.sweep.dir)
-    quoted = sweep_dir if re.fullmatch(r"[\w./:@-]+", sweep_dir) else "'" + sweep_dir.replace("'", "\\'") + "'"
-    return [o for o in overrides if not is_sweep_dir(o)] + [f"hydra.sweep.dir={quoted}"], Path(sweep_dir)
+    return pin_output_dir(overrides, "hydra.sweep.dir")
 
 
 def summarize_interrupted(sweep_dir: Path, overrides: list[str]) -> None:

@@ -92,7 +92,8 @@ def caption(summary: Summary) -> str:
         if any(row.has_baseline for row in summary.rows) else "",
         "bold = best in its column, and every row whose interval overlaps it (a tie)",
         speed,
-        f"{PARETO_MARK} = on the Pareto front of {pareto}",
+        f"{PARETO_MARK} = on the Pareto front of {pareto} (no other row at least tied on all and clearly "
+        "better on one)",
         f"FLOPs{UNCOUNTED_MARK}: a lower bound, some ops could not be counted (summary.json lists them)"
         if any(row.flops_uncounted for row in summary.rows) else "",
     ]
