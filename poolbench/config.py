@@ -195,6 +195,8 @@ def _check_values(cfg: DictConfig) -> None:
     need(cfg.eval.shift_mode in ("circular", "translate"),
          f"eval.shift_mode must be circular or translate, got '{cfg.eval.shift_mode}'.")
     whole("eval.shift_pairs", cfg.eval.shift_pairs)
+    if cfg.eval.throughput.get("rounds") is not None:  # 0: no quiet timing pass after a sweep
+        whole("eval.throughput.rounds", cfg.eval.throughput.rounds, least=0)
     whole("eval.batch_size", cfg.eval.batch_size)
     draws = cfg.eval.draws
     need(draws == "auto" or (isinstance(draws, int) and not isinstance(draws, bool) and draws >= 1),

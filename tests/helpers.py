@@ -24,13 +24,13 @@ TINY = [
 # Smaller still, for sweeps of many jobs: a narrow two-stage model, one epoch.
 SWEEP_TINY = ["data=shapes", "data.train_size=192", "data.test_size=64", "train.epochs=1", "eval.shift_pairs=1",
               "eval.max_shift=1", "eval.throughput.warmup=1", "eval.throughput.iters=1",
-              "eval.throughput.batch_size=8", "model.channels=[4,8]"]
+              "eval.throughput.batch_size=8", "eval.throughput.rounds=2", "model.channels=[4,8]"]
 # Many short epochs (a narrow model, ~0.1 s each): a signal sent once the first checkpoint exists lands
 # mid-training, and resuming or repeating the run in a test stays cheap.
 LONG_EPOCHS = 8
 LONG = ["data=shapes", "data.train_size=640", "data.test_size=100", f"train.epochs={LONG_EPOCHS}",
         "train.batch_size=64", "model.channels=[8,16]", "eval.shift_pairs=1", "eval.throughput.warmup=1",
-        "eval.throughput.iters=2", "eval.throughput.batch_size=32", "threads=1"]
+        "eval.throughput.iters=2", "eval.throughput.batch_size=32", "eval.throughput.rounds=1", "threads=1"]
 # What a sweep leaves beside its jobs.
 OUTPUT_FILES = ["summary.csv", "summary.md", "summary.json",
                 "accuracy_vs_consistency.png", "shift_accuracy.png", "throughput.png"]

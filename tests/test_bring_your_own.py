@@ -72,6 +72,7 @@ def test_run_eval_and_the_recorded_target(user_folder):
     assert gone.exit_code == 2 and f"no module named '{module}'" in gone.output and "Traceback" not in gone.output
 
 
+@pytest.mark.slow  # three sweeps (4-8 s); rerun and resume have default-suite tests in test_sweep_callback
 def test_config_from_the_users_folder_sweeps_against_max_reruns_nothing_and_resumes(user_folder, no_plots):
     folder, _ = user_folder
     args = ["pool=median,max", "seed=0", "hydra.searchpath=[file://my_configs]", *SWEEP_TINY, "threads=1",

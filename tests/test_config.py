@@ -43,6 +43,7 @@ def test_dataset_picks_its_training_recipe():
     (["data=imagefolder", "data.max_pixels=0"], "data.max_pixels must be a whole number of at least 1, got 0"),
     (["train.lr=-1"], "train.lr must be positive"),
     (["eval.draws=0"], "eval.draws must be auto or a whole number of at least 1"),
+    (["eval.throughput.rounds=-1"], "eval.throughput.rounds must be a whole number of at least 0"),
     (["eval.draws=most"], "eval.draws must be auto or a whole number"),
     (["train.batch_size=0"], "train.batch_size"),
     (["eval.max_shift=28"], "eval.max_shift"),
