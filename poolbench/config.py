@@ -10,9 +10,11 @@ ConfigStore when this module is imported, so the operator class is the one sourc
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from pathlib import Path
 
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
@@ -58,7 +60,9 @@ def pin_output_dir(overrides: list[str], key: str, resolve_with: list[str] | Non
 
     given = [o for o in overrides if names_key(o)]
     cfg = compose_config(given if resolve_with is None else resolve_with, hydra_config=True, check=False)
-    folder = str(OmegaConf.select(cfg, key))
+    folder = str(OmegaConf.select(cfg, key) or "")
+    if not folder.strip():
+        raise UsageError(f"{key} is empty: name a folder ({key}=outputs/mine), or leave it out for the default.")
     quoted = folder if re.fullmatch(r"[\w./:@-]+", folder) else "'" + folder.replace("'", "\\'") + "'"
     return [o for o in overrides if not names_key(o)] + [f"{key}={quoted}"], Path(folder)
 
@@ -185,9 +189,39 @@ def _check_values(cfg: DictConfig) -> None:
          f"threads must be auto or a whole number of at least 1, got {cfg.threads!r}.")
     whole("train.epochs", cfg.train.epochs)
     whole("train.batch_size", cfg.train.batch_size)
-    need(float(cfg.train.lr) > 0, f"train.lr must be positive, got {cfg.train.lr}.")
-    need(0 <= float(cfg.train.warmup_fraction) < 1,
-         f"train.warmup_fraction must be in [0, 1), got {cfg.train.warmup_fraction}.")
+    def number(key: str, low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False,
+               label: str | None = None):
+        """A finite number in the range; the sentence names the key and the range."""
+        value = OmegaConf.select(cfg, key, default=None)
+        need(value is not None, f"{key} is missing: give it a value ({key}=...), or leave it at its default.")
+        try:
+            number_value = float(value) if not isinstance(value, bool) else math.nan
+        except (TypeError, ValueError):
+            number_value = math.nan
+        inside = (number_value > low if low_open else number_value >= low) and (
+            number_value < high if high_open else number_value <= high)
+        if math.isinf(high):
+            wanted = "" if math.isinf(low) else f" {'above' if low_open else 'at least'} {low:g}"
+        else:
+            wanted = f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        need(math.isfinite(number_value) and inside, f"{label or key} must be a finite number{wanted}, got {value!r}.")
+
+    number("train.lr", 0, low_open=True)
+    number("train.warmup_fraction", 0, 1, high_open=True)
+    number("train.momentum", 0, 1, high_open=True)
+    number("train.weight_decay", 0)
+    number("train.label_smoothing", 0, 1, high_open=True)
+    whole("eval.throughput.batch_size", cfg.eval.throughput.batch_size)
+    whole("eval.throughput.warmup", cfg.eval.throughput.warmup, least=0)
+    whole("eval.throughput.iters", cfg.eval.throughput.iters)
+    for key in ("mean", "std"):
+        values = cfg.data.get(key)
+        if values is None:  # measured from the training images (data=imagefolder)
+            continue
+        need(len(values) == int(cfg.data.channels),
+             f"data.{key} must list one value per channel ({cfg.data.channels}), got {values!r}.")
+        for i in range(len(values)):
+            number(f"data.{key}.{i}", 0 if key == "std" else -math.inf, low_open=key == "std", label=f"data.{key}[{i}]")
     whole("eval.max_shift", cfg.eval.max_shift, least=0)
     need(0 <= int(cfg.eval.max_shift) < int(cfg.data.image_size),
          f"eval.max_shift must be in [0, {cfg.data.image_size - 1}] for {cfg.data.image_size}-pixel images, "
@@ -202,6 +236,8 @@ def _check_values(cfg: DictConfig) -> None:
     need(draws == "auto" or (isinstance(draws, int) and not isinstance(draws, bool) and draws >= 1),
          f"eval.draws must be auto or a whole number of at least 1, got {draws!r}.")
     need(str(cfg.device) in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got '{cfg.device}'.")
+    need(str(cfg.device) != "cuda" or torch.cuda.is_available(),
+         "device=cuda but torch sees no CUDA GPU here: use device=auto (or cpu).")
     if cfg.data.get("max_pixels") is not None:  # the datasets that decode image files (configs/data/_images.yaml)
         whole("data.max_pixels", cfg.data.max_pixels)
     if "channels" in cfg.model:

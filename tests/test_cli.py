@@ -28,6 +28,18 @@ def test_bad_value_leaves_no_run_directory(tmp_path):
 @pytest.mark.parametrize("override, message", [
     ("threads=abc", "threads must be auto or a whole number of at least 1, got 'abc'."),
     ("seed=abc", "seed must be a whole number, got 'abc'."),
+    ("train.epochs=1.5", "train.epochs must be a whole number of at least 1, got 1.5."),
+    ("threads=0", "threads must be auto or a whole number of at least 1, got 0."),
+    ("train.lr=inf", "train.lr must be a finite number above 0, got inf."),
+    ("train.lr=abc", "train.lr must be a finite number above 0, got 'abc'."),
+    ("~train.lr", "train.lr is missing: give it a value (train.lr=...), or leave it at its default."),
+    ("train.momentum=-1", "train.momentum must be a finite number in [0, 1), got -1."),
+    ("train.weight_decay=-5", "train.weight_decay must be a finite number at least 0, got -5."),
+    ("train.label_smoothing=2", "train.label_smoothing must be a finite number in [0, 1), got 2."),
+    ("data.std=[0]", "data.std[0] must be a finite number above 0, got 0."),
+    ("data.mean=[0.1,0.2]", "data.mean must list one value per channel (1), got [0.1, 0.2]."),
+    ("eval.throughput.iters=0", "eval.throughput.iters must be a whole number of at least 1, got 0."),
+    ("eval.draws=0", "eval.draws must be auto or a whole number of at least 1, got 0."),
 ])
 def test_a_value_of_the_wrong_type_exits_2_before_a_run_directory_exists(tmp_path, override, message):
     result = cli("run", *TINY, override, f"hydra.run.dir={tmp_path / 'x'}")
@@ -150,3 +162,17 @@ def test_commands_take_no_debug_option_of_their_own():
     assert [p.name for p in command.params] == ["debug"]
     for name, sub in command.commands.items():
         assert "debug" not in [p.name for p in sub.params], name
+
+
+def test_an_empty_run_folder_is_refused_and_nothing_is_written_here(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = cli("run", *TINY, "hydra.run.dir=")
+    assert result.exit_code == 2 and "error: hydra.run.dir is empty" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_device_cuda_without_a_gpu_is_refused_before_a_run_directory_exists(tmp_path, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    result = cli("run", *TINY, "device=cuda", f"hydra.run.dir={tmp_path / 'x'}")
+    assert result.exit_code == 2 and "device=cuda but torch sees no CUDA GPU here" in result.output
+    assert not (tmp_path / "x").exists()

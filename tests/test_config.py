@@ -41,7 +41,7 @@ def test_dataset_picks_its_training_recipe():
     (["threads=0"], "threads must be auto or a whole number of at least 1, got 0"),
     (["threads=-3"], "threads must be auto or a whole number of at least 1, got -3"),
     (["data=imagefolder", "data.max_pixels=0"], "data.max_pixels must be a whole number of at least 1, got 0"),
-    (["train.lr=-1"], "train.lr must be positive"),
+    (["train.lr=-1"], "train.lr must be a finite number above 0"),
     (["eval.draws=0"], "eval.draws must be auto or a whole number of at least 1"),
     (["eval.throughput.rounds=-1"], "eval.throughput.rounds must be a whole number of at least 0"),
     (["eval.draws=most"], "eval.draws must be auto or a whole number"),

@@ -57,7 +57,8 @@ def test_every_data_config_has_a_source_and_unknown_names_list_them():
 
 
 def test_loaded_images_must_match_the_configured_shape():
-    cfg = compose_config(["data=shapes", "data.train_size=20", "data.test_size=10", "data.channels=3"]).data
+    overrides = ["data=shapes", "data.train_size=20", "data.test_size=10", "data.channels=3"]
+    cfg = compose_config(overrides, check=False).data  # the loader's own check, not the config's
     with pytest.raises(UsageError, match=r"shapes images are \(1, 28, 28\), config says \(3, 28, 28\)"):
         load_dataset(cfg)
 
