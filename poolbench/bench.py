@@ -23,7 +23,7 @@ from poolbench.pools import pool_names
 from poolbench.report import UNCOUNTED_MARK, model_label
 from poolbench.report import console as default_console
 from poolbench.results import write_json
-from poolbench.runtime import amp_enabled, autocast_for, model_on, select_device, set_threads
+from poolbench.runtime import autocast_for, compute_dtype, model_on, select_device, set_threads
 from poolbench.speed import add_mfu, count_flops, matmul_rate, throughput
 
 
@@ -57,14 +57,9 @@ def bench_operator(cfg, device: torch.device) -> dict:
     tp = cfg.eval.throughput
     speed = throughput(model, shape, int(cfg.data.num_classes or 10), device, int(tp.batch_size),
                        int(tp.warmup), int(tp.iters), autocast_for(device, cfg.train.amp), channels_last)
-    speed = add_mfu(speed, flops, matmul_rate(device, matmul_dtype(cfg, device)))
+    speed = add_mfu(speed, flops, matmul_rate(device, compute_dtype(device, cfg.train.amp)))
     return {"pool": cfg.pool.name, "params": count_params(model), "flops_per_image": flops,
             "flops_uncounted": uncounted, **speed}
-
-
-def matmul_dtype(cfg, device: torch.device) -> torch.dtype:
-    """The precision the network runs in, so the one its MFU is measured against (as in a run)."""
-    return torch.bfloat16 if amp_enabled(device, cfg.train.amp) else torch.float32
 
 
 def run_bench(overrides: list[str], out: Path | None = None, console=None) -> list[dict]:

@@ -177,16 +177,15 @@ def _check_values(cfg: DictConfig) -> None:
         if not ok:
             raise UsageError(message)
 
-    def whole(key: str, value, least: int | None = 1) -> None:  # an integer, not 1.5 truncated to 1
+    def whole(key: str, value, least: int | None = 1, auto: bool = False) -> None:  # 1.5 is not truncated to 1
         ok = isinstance(value, int) and not isinstance(value, bool) and (least is None or value >= least)
-        need(ok, f"{key} must be a whole number{'' if least is None else f' of at least {least}'}, got {value!r}.")
+        need(ok or (auto and value == "auto"), f"{key} must be {'auto or ' if auto else ''}a whole number"
+                                               f"{'' if least is None else f' of at least {least}'}, got {value!r}.")
 
     need(cfg.pool.name in POOLS or bool(cfg.pool.get("_target_")) or cfg.pool.name == CUSTOM,
          f"Unknown pool '{cfg.pool.name}'; choose one of: {', '.join(pool_names())}, or give pool._target_.")
     whole("seed", cfg.seed, least=None)
-    need(cfg.threads == "auto" or (isinstance(cfg.threads, int) and not isinstance(cfg.threads, bool)
-                                   and cfg.threads >= 1),
-         f"threads must be auto or a whole number of at least 1, got {cfg.threads!r}.")
+    whole("threads", cfg.threads, auto=True)
     whole("train.epochs", cfg.train.epochs)
     whole("train.batch_size", cfg.train.batch_size)
     def number(key: str, low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False,
@@ -232,9 +231,7 @@ def _check_values(cfg: DictConfig) -> None:
     if cfg.eval.throughput.get("rounds") is not None:  # 0: no quiet timing pass after a sweep
         whole("eval.throughput.rounds", cfg.eval.throughput.rounds, least=0)
     whole("eval.batch_size", cfg.eval.batch_size)
-    draws = cfg.eval.draws
-    need(draws == "auto" or (isinstance(draws, int) and not isinstance(draws, bool) and draws >= 1),
-         f"eval.draws must be auto or a whole number of at least 1, got {draws!r}.")
+    whole("eval.draws", cfg.eval.draws, auto=True)
     need(str(cfg.device) in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got '{cfg.device}'.")
     need(str(cfg.device) != "cuda" or torch.cuda.is_available(),
          "device=cuda but torch sees no CUDA GPU here: use device=auto (or cpu).")

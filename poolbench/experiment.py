@@ -33,7 +33,7 @@ from poolbench.results import (
     run_protocol,
     write_json,
 )
-from poolbench.runtime import amp_enabled, autocast_for, model_on, select_device, set_threads, stop_on_signals
+from poolbench.runtime import autocast_for, compute_dtype, model_on, select_device, set_threads, stop_on_signals
 from poolbench.speed import add_mfu, count_flops, matmul_rate_once, throughput
 from poolbench.train import load_resume, train
 
@@ -57,11 +57,7 @@ def _run_experiment(cfg, run_dir: Path, overrides: list[str], show_progress: boo
     validate(cfg)
     set_threads(cfg.threads)
     device = select_device(str(cfg.device))
-    metrics = new_metrics({"pool": cfg.pool.name, "dataset": cfg.data.name, "seed": int(cfg.seed),
-                           "device": device.type, "overrides": list(overrides),
-                           "threads": torch.get_num_threads()})
-    metrics["environment"] = environment(device, torch.get_num_threads())
-    metrics["protocol"] = run_protocol(cfg)
+    metrics = _start_metrics(cfg, device, {"overrides": list(overrides), "threads": torch.get_num_threads()})
     console.print(config_summary(cfg, device.type))
     log.info("config:\n%s", OmegaConf.to_yaml(cfg))
     try:
@@ -113,6 +109,16 @@ def _run_experiment(cfg, run_dir: Path, overrides: list[str], show_progress: boo
     return metrics
 
 
+def _start_metrics(cfg, device: torch.device, run_info: dict) -> dict:
+    """A new metrics.json for `cfg` on `device`: what ran, where (environment) and under which
+    recipe and test protocol."""
+    metrics = new_metrics({"pool": cfg.pool.name, "dataset": cfg.data.name, "seed": int(cfg.seed),
+                           "device": device.type, **run_info})
+    metrics["environment"] = environment(device, torch.get_num_threads())
+    metrics["protocol"] = run_protocol(cfg)
+    return metrics
+
+
 def measure(cfg, model, data, device, test_predictions: torch.Tensor | None = None) -> dict:
     """Accuracy, invariance, throughput with MFU, params and FLOPs of a trained model.
 
@@ -130,8 +136,7 @@ def measure(cfg, model, data, device, test_predictions: torch.Tensor | None = No
                        int(tp.warmup), int(tp.iters), autocast_for(device, cfg.train.amp),
                        bool(cfg.train.channels_last), inference_model=inference)
     # MFU against the matmul rate of the precision the model runs in (bf16 under autocast)
-    matmul_dtype = torch.bfloat16 if amp_enabled(device, cfg.train.amp) else torch.float32
-    speed = add_mfu(speed, flops, matmul_rate_once(device, matmul_dtype))  # + matmul_dtype, matmul_method
+    speed = add_mfu(speed, flops, matmul_rate_once(device, compute_dtype(device, cfg.train.amp)))
     return {
         "accuracy": {"test": results["accuracy"]},
         "invariance": results["invariance"],
@@ -155,10 +160,7 @@ def evaluate_run(run_dir: Path) -> dict:
         model.load_state_dict(checkpoint["model"])
     except (KeyError, RuntimeError):
         raise RunError(f"The checkpoint in {run_dir} does not match its config: rerun the experiment.") from None
-    metrics = new_metrics({"pool": cfg.pool.name, "dataset": cfg.data.name, "seed": int(cfg.seed),
-                           "device": device.type, "source_run": str(run_dir)})
-    metrics["environment"] = environment(device, torch.get_num_threads())
-    metrics["protocol"] = run_protocol(cfg)
+    metrics = _start_metrics(cfg, device, {"source_run": str(run_dir)})
     metrics.update(measure(cfg, model, data, device))
     metrics["history"] = checkpoint.get("history", [])
     metrics["time"] = {"train_s": checkpoint.get("train_seconds", 0.0), "eval_s": time.perf_counter() - started}

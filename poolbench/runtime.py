@@ -32,6 +32,11 @@ def amp_enabled(device: torch.device, amp) -> bool:
     return (device.type == "cuda") if amp == "auto" else bool(amp)
 
 
+def compute_dtype(device: torch.device, amp) -> torch.dtype:
+    """The precision the model's matmuls run in (bf16 under autocast): what its MFU is measured against."""
+    return torch.bfloat16 if amp_enabled(device, amp) else torch.float32
+
+
 def autocast_for(device: torch.device, amp) -> contextlib.AbstractContextManager:
     """bf16 autocast when asked for; `auto` turns it on for CUDA only (a CPU recipe opts in with amp: true)."""
     if not amp_enabled(device, amp):

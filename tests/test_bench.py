@@ -37,11 +37,10 @@ def test_bench_operator_counts_and_times_one_network(monkeypatch):
     assert row["pool"] == "strided" and row["params"] > 0 and row["flops_per_image"] > 0
     assert row["infer_images_per_s"] > 0 and row["train_images_per_s"] > 0 and row["matmul_flops_per_s"] == 1.234e11
     assert row["matmul_dtype"] == "float32" and row["matmul_method"] == "best of 5 rounds (stub)"
-    # under bf16 autocast the denominator is the bf16 rate, as in a run
-    from omegaconf import OmegaConf
+    # under bf16 autocast the denominator is the bf16 rate, as in a run (both ask runtime.compute_dtype)
+    from poolbench.runtime import compute_dtype
 
-    amp = {amp: bench.matmul_dtype(OmegaConf.create({"train": {"amp": amp}}), torch.device("cpu"))
-           for amp in (True, "auto")}
+    amp = {amp: compute_dtype(torch.device("cpu"), amp) for amp in (True, "auto")}
     assert amp == {True: torch.bfloat16, "auto": torch.float32}
     assert row["train_mfu"] == pytest.approx(3 * row["flops_per_image"] * row["train_images_per_s"]
                                              / row["matmul_flops_per_s"])

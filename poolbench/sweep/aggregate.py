@@ -350,18 +350,18 @@ def _mark_pareto(rows: list[Row], keys: tuple[str, ...]) -> None:
     """The front: rows no other row dominates. Another row dominates only when it is at least tied
     on every metric and clearly better on one, with ties judged as for bold (overlapping 95%
     intervals): a mean ahead by less than the noise knocks no row off the front."""
-    candidates = [row for row in rows if all(_mean(row, k) is not None for k in keys)]
+    metrics = [m for m in METRICS if m.key in keys]
+    candidates = [row for row in rows if all(_mean(row, m.key) is not None for m in metrics)]
 
-    def ahead(a: Row, b: Row, key: str) -> int:  # 1: a clearly better, 0: tied, -1: clearly worse
-        metric = next(m for m in METRICS if m.key == key)
-        if _overlaps(a.stats[key], b.stats[key]):
+    def ahead(a: Row, b: Row, metric: Metric) -> int:  # 1: a clearly better, 0: tied, -1: clearly worse
+        if _overlaps(a.stats[metric.key], b.stats[metric.key]):
             return 0
-        better = _mean(a, key) > _mean(b, key)
+        better = _mean(a, metric.key) > _mean(b, metric.key)
         return 1 if better == metric.higher_is_better else -1
 
     for row in candidates:
         row.pareto = not any(
-            all(ahead(other, row, k) >= 0 for k in keys) and any(ahead(other, row, k) > 0 for k in keys)
+            all(ahead(other, row, m) >= 0 for m in metrics) and any(ahead(other, row, m) > 0 for m in metrics)
             for other in candidates if other is not row)
 
 

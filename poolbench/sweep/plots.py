@@ -50,6 +50,14 @@ def write_plots(summary: Summary, out_dir: Path) -> list[Path]:
     return paths
 
 
+def _finish(fig, ax, **labels):
+    """Labels, a light grid and a small legend: what every line plot ends with."""
+    ax.set(**labels)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return fig
+
+
 def _trade_off(rows):
     fig, ax = _figure((7, 5))
     for row in rows:
@@ -60,11 +68,8 @@ def _trade_off(rows):
                     fmt="o", capsize=4, label=f"{row.label} (n={row.n})")
         ax.annotate(row.label, (100 * cons["mean"], 100 * acc["mean"]), textcoords="offset points",
                     xytext=(5, 5), fontsize=8)
-    ax.set(xlabel="consistency under random shifts (%)", ylabel="test accuracy (%)",
-           title="accuracy vs shift consistency (mean ± 95% CI over seeds)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    return fig
+    return _finish(fig, ax, xlabel="consistency under random shifts (%)", ylabel="test accuracy (%)",
+                   title="accuracy vs shift consistency (mean ± 95% CI over seeds)")
 
 
 def _shift_accuracy(rows):
@@ -80,11 +85,8 @@ def _shift_accuracy(rows):
         nudge = 0.04 * (i - (len(rows) - 1) / 2)  # side by side, so error bars do not hide each other
         ax.errorbar([int(d) + nudge for d in shifts], means, yerr=errors, marker="o", capsize=3, label=row.label)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(xlabel="shift d (pixels, mean of the four axis directions)", ylabel="accuracy (%)",
-           title="accuracy under shifts of d pixels")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    return fig
+    return _finish(fig, ax, xlabel="shift d (pixels, mean of the four axis directions)", ylabel="accuracy (%)",
+                   title="accuracy under shifts of d pixels")
 
 
 def _throughput(rows):
