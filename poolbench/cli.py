@@ -16,13 +16,17 @@ from typing import Optional
 
 import typer
 
-from poolbench import config  # registers the operators' configs with Hydra (also in launcher workers)
-from poolbench.errors import PoolbenchError, RunError
+from poolbench import __version__, config  # config registers the operators' configs with Hydra (launchers too)
+from poolbench.completion import OVERRIDE_PRIMER, complete_override
+from poolbench.errors import PoolbenchError, RunError, UsageError, write_failure
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}  # -h and --help: the same help, Typer's
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, context_settings=HELP_OPTIONS,
                   help="Which downsampling operator should this CNN use? Train, evaluate, compare.")
-PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, **HELP_OPTIONS}
 DEBUG_FLAG = "--debug"
+OVERRIDES_ARG = typer.Argument(None, help="Hydra overrides (see below).", show_default=False,
+                               autocompletion=complete_override)
 
 _state = {"debug": False}
 
@@ -41,7 +45,12 @@ def handle_errors(command):
             raise typer.Exit(130) from None
         except PoolbenchError as err:
             _fail(str(err), err.exit_code, err)
-        except Exception as err:  # not a user's mistake: say so, and where to see the traceback
+        except Exception as err:
+            # Hydra's own writes (.hydra/, the log) on a full disk or a read-only folder: one sentence too
+            known = write_failure(err, getattr(err, "filename", None) or "a file")
+            if known is not None:
+                _fail(str(known), known.exit_code, err)
+            # not a user's mistake: say so, and where to see the traceback
             _fail(f"{type(err).__name__}: {err} (an unexpected error; rerun with --debug for the traceback)", 1, err)
     return wrapper
 
@@ -49,9 +58,11 @@ def handle_errors(command):
 def _fail(message: str, code: int, err: BaseException) -> None:
     if _state["debug"]:
         raise err
+    from rich.markup import escape
+
     from poolbench.report import console
 
-    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)  # [extras] are text, not markup
     raise typer.Exit(code)
 
 
@@ -67,6 +78,7 @@ def _hydra_main(overrides: list[str], multirun: bool) -> None:
     def task(cfg):
         config.register_configs()  # a launcher's worker process composes the job's config again
         from poolbench.experiment import run_experiment
+        from poolbench.results import metric_value
 
         hc = HydraConfig.get()
         done, stopped = earlier_attempt(hc)  # a rerun of a sweep skips finished jobs, continues stopped ones
@@ -75,7 +87,9 @@ def _hydra_main(overrides: list[str], multirun: bool) -> None:
         if stopped is not None and not cfg.train.get("resume"):
             cfg.train.resume = str(stopped)
         try:
-            return run_experiment(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task))
+            metrics = run_experiment(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task))
+            # a search sweeper (hydra/sweeper=optuna) needs one number per job: optimized_metric names it
+            return metric_value(metrics, cfg.optimized_metric) if cfg.get("optimized_metric") else metrics
         except (Exception, KeyboardInterrupt) as err:
             if _state["debug"] or isinstance(err, KeyboardInterrupt):
                 raise
@@ -83,6 +97,9 @@ def _hydra_main(overrides: list[str], multirun: bool) -> None:
             return None
 
     main = hydra.main(version_base="1.3", config_path=str(config.config_dir()), config_name=config.CONFIG_NAME)(task)
+    flags, _ = _split_flags(overrides)
+    if multirun and set(flags) & {"--cfg", "-c", "--info", "-i"}:  # Hydra prints one config, not a sweep's
+        overrides, multirun = _first_job(overrides), False
     sweep_dir, lock = None, contextlib.nullcontext()
     if multirun and not _has_flags(overrides):
         overrides, sweep_dir = pin_sweep_dir(overrides)  # each job locks its own folder (run_experiment)
@@ -91,8 +108,11 @@ def _hydra_main(overrides: list[str], multirun: bool) -> None:
 
         overrides, run_dir = config.pin_output_dir(overrides, "hydra.run.dir", resolve_with=overrides)
         lock = run_dir_lock(run_dir)
+    if any(arg.startswith("hydra/sweeper=optuna") for arg in overrides):
+        _quiet_optuna()
     argv = sys.argv
-    sys.argv = ["poolbench", *(["--multirun"] if multirun else []), *overrides]
+    hydra_args = config.name_jobs_by_swept_keys(overrides) if sweep_dir is not None else overrides
+    sys.argv = ["poolbench", *(["--multirun"] if multirun else []), *_flags_first(hydra_args)]
     try:
         with lock:
             main()
@@ -115,34 +135,119 @@ def _hydra_main(overrides: list[str], multirun: bool) -> None:
             raise RunError(f"{failed} of {jobs} jobs did not complete; the table above lists them with their errors.")
 
 
+def _quiet_optuna() -> None:
+    """Optuna logs every trial through its own console handler; the sweeper already says what matters
+    (Hydra's lines, the best parameters), so Optuna keeps to warnings. Missing Optuna: one sentence."""
+    try:
+        import optuna
+    except ImportError:
+        raise UsageError('hydra/sweeper=optuna needs the Optuna sweeper: pip install "poolbench[optuna]".') from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
 def _has_flags(overrides: list[str]) -> bool:
     """Hydra's own flags (--cfg, --info, ...) go straight through, unchecked."""
     return any(arg.startswith("-") for arg in overrides)
 
 
+# Hydra's flags that take a value (--info's is optional: one of INFO_TOPICS)
+VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir",
+               "-cd", "--experimental-rerun"}
+INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+
+
+def _flags_first(args: list[str]) -> list[str]:
+    """Hydra's flags (with their values) before the overrides: its parser takes the overrides as one
+    positional list, so `--cfg job pool=max` after `seed=0,1` (as `sweep` builds it) would be refused."""
+    flags, overrides = _split_flags(args)
+    # a bare --info goes last, or Hydra would read the first override as its topic
+    bare_info = [f for i, f in enumerate(flags) if f in ("--info", "-i")
+                 and not (i + 1 < len(flags) and flags[i + 1] in INFO_TOPICS)]
+    return [f for f in flags if f not in bare_info] + overrides + bare_info
+
+
+def _split_flags(args: list[str]) -> tuple[list[str], list[str]]:
+    """(Hydra's flags with their values, the overrides)."""
+    flags, overrides, i = [], [], 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("-"):
+            flags.append(arg)
+            takes_value = arg in VALUE_FLAGS or (arg in ("--info", "-i") and i + 1 < len(args)
+                                                   and args[i + 1] in INFO_TOPICS)
+            if takes_value and i + 1 < len(args):
+                flags.append(args[i + 1])
+                i += 1
+        else:
+            overrides.append(arg)
+        i += 1
+    return flags, overrides
+
+
+def _first_job(args: list[str]) -> list[str]:
+    """A sweep's flags and its first job's overrides (every swept key at its first value), said on the console."""
+    from rich.markup import escape
+
+    from poolbench.report import console
+
+    flags, overrides = _split_flags(args)
+    first = config.first_job(overrides)
+    swept = [new for new, old in zip(first, overrides) if new != old]
+    if swept:
+        console.print(f"[dim]the first job's config ({escape(' '.join(swept))}); the others differ only there[/]",
+                      soft_wrap=True)
+    return flags + first
+
+
+def _refuse_hydra_completion(overrides: list[str]) -> None:
+    if any(arg in ("-sc", "--shell-completion") for arg in overrides):
+        raise UsageError("Shell completion comes from poolbench itself: run `poolbench --install-completion` "
+                         "(or `poolbench --show-completion` to see the script).")
+
+
+# Flags after which the overrides compose against another config than poolbench's: left to Hydra
+OTHER_CONFIG_FLAGS = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"}
+
+
+def _check(overrides: list[str], multirun: bool) -> None:
+    """The overrides checked before Hydra starts, Hydra's flags (--cfg job, --info) set aside: a typo
+    gets one sentence and exit 2 whether or not the line also asks Hydra to print the config."""
+    flags, rest = _split_flags(overrides)
+    if not set(flags) & OTHER_CONFIG_FLAGS:
+        config.check_overrides(rest, multirun=multirun)
+
+
 def _run_overrides(overrides: list[str], multirun: bool) -> None:
-    if not _has_flags(overrides):
-        config.check_overrides(overrides)
+    _refuse_hydra_completion(overrides)
+    _check(overrides, multirun)
     _hydra_main(overrides, multirun)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"poolbench {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
 def _root(debug: bool = typer.Option(False, DEBUG_FLAG, help="Show tracebacks instead of one-line errors "
-                                     "(accepted after any command too).")):
+                                     "(accepted after any command too)."),
+          version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print poolbench's version and exit.")):
     _state["debug"] = debug
 
 
-@app.command(context_settings=PASS_THROUGH)
+@app.command(context_settings=PASS_THROUGH, epilog=OVERRIDE_PRIMER)
 @handle_errors
-def run(ctx: typer.Context,
+def run(ctx: typer.Context, overrides: Optional[list[str]] = OVERRIDES_ARG,
         multirun: bool = typer.Option(False, "-m", "--multirun", help="Hydra multirun over swept values.")):
     """Train and evaluate one configuration. OVERRIDES are Hydra overrides, e.g. pool=avg train.epochs=3."""
-    _run_overrides(list(ctx.args), multirun)
+    _run_overrides([*(overrides or []), *ctx.args], multirun)
 
 
-@app.command(context_settings=PASS_THROUGH)
+@app.command(context_settings=PASS_THROUGH, epilog=OVERRIDE_PRIMER)
 @handle_errors
-def sweep(ctx: typer.Context):
+def sweep(ctx: typer.Context, overrides: Optional[list[str]] = OVERRIDES_ARG):
     """Every operator x seeds 0,1,2 (a Hydra multirun), then one comparison table, files and plots.
 
     OVERRIDES narrow or widen the grid: pool=max,avg seed=0,1,2,3,4 data=shapes.
@@ -152,9 +257,9 @@ def sweep(ctx: typer.Context):
     from poolbench.report import console
     from poolbench.sweep.grid import cli_command, with_default_grid
 
-    overrides = with_default_grid(list(ctx.args))
-    if not _has_flags(overrides):
-        config.check_overrides(overrides)
+    overrides = with_default_grid([*(overrides or []), *ctx.args])
+    _refuse_hydra_completion(overrides)
+    _check(overrides, multirun=True)
     console.print(f"[dim]same as: {escape(cli_command(overrides))}[/]", soft_wrap=True)
     _hydra_main(overrides, multirun=True)
 

@@ -9,6 +9,7 @@ ConfigStore when this module is imported, so the operator class is the one sourc
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import math
 import re
@@ -19,6 +20,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import IntervalSweep
 from hydra.errors import HydraException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
@@ -27,8 +29,10 @@ from poolbench.errors import UsageError, first_line
 from poolbench.pools import POOLS, build_pool, pool_names
 from poolbench.pools.contract import check_operator
 from poolbench.pools.registry import CUSTOM
+from poolbench.results import OPTIMIZABLE, OPTIMIZABLE_EXAMPLES
 
 CONFIG_NAME = "config"
+GROUPS = ("pool", "model", "data", "train", "eval", "logger")  # configs/ and the ConfigStore
 JOB_DIR_CHARS = 100  # a sweep job's folder name after its number (file systems allow 255 bytes)
 
 
@@ -109,9 +113,9 @@ def compose_config(overrides: list[str], hydra_config: bool = False, check: bool
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
             cfg = compose(CONFIG_NAME, overrides=overrides, return_hydra_config=hydra_config)
     except OverrideParseException as err:
-        raise UsageError(f"Malformed override: {first_line(err)} (write key=value, e.g. pool=avg).") from None
+        raise UsageError(_malformed(err)) from None
     except (HydraException, OmegaConfBaseException) as err:
-        raise UsageError(_explain(err)) from None
+        raise UsageError(_explain(err, overrides, _hydra_group_options)) from None
     finally:
         GlobalHydra.instance().clear()
     if check:
@@ -119,29 +123,50 @@ def compose_config(overrides: list[str], hydra_config: bool = False, check: bool
     return cfg
 
 
-def check_overrides(overrides: list[str]) -> None:
+def _hydra_group_options(group: str) -> list[str]:
+    """The choices Hydra knows for a group, its plugins' included (hydra/launcher: basic, joblib, ...)."""
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            return sorted(GlobalHydra.instance().config_loader().get_group_options(group))
+    except Exception:  # a listing for a message: never an error of its own
+        return []
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def check_overrides(overrides: list[str], multirun: bool = True) -> None:
     """Check overrides that may hold sweeps (pool=max,avg): every listed value must compose.
 
     Each swept value is tried once with the others at their first value, so a typo anywhere
-    in a grid is found before the first job starts.
+    in a grid is found before the first job starts. An Optuna search space (interval(), range(),
+    choice(), tag()) is tried at its ends. `multirun=False` (a single run): a swept value is
+    refused with the `-m` it needs. A `+key` that adds a key nothing reads is refused too.
     """
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except OverrideParseException as err:
-        raise UsageError(f"Malformed override: {first_line(err)} (write key=value, e.g. pool=avg).") from None
-    base, choices = [], []
+        raise UsageError(_malformed(err)) from None
+    base, choices, plugins = [], [], []
     for override in parsed:
         if override.is_hydra_override():
             if override.get_key_element() == "hydra.searchpath":
                 base.append(override.input_line)  # the user's own config folders: needed to compose
-            continue  # the other hydra.* and hydra/... are Hydra's own; it checks them itself
+            elif override.get_key_element().startswith("hydra/"):
+                plugins.append(override.input_line)  # a launcher or sweeper: is its plugin installed?
+            continue  # the other hydra.* are Hydra's own; it checks them itself
         if override.is_sweep_override():
-            values = [str(v) for v in override.sweep_string_iterator()]
+            if not multirun:
+                raise UsageError(f"{override.input_line} lists several values, which only a sweep runs: add -m "
+                                 f"(poolbench run -m {override.input_line}), or quote a value that holds a comma.")
+            values = _trial_values(override)
             choices.append((len(base), override.get_key_element(), values))
             base.append(f"{override.get_key_element()}={values[0]}")
         else:
             base.append(override.input_line)
-    compose_config(base)
+    if plugins:
+        compose_config(plugins, hydra_config=True, check=False)
+    cfg = compose_config(base)
+    _check_added_keys(parsed, base, cfg)
     for position, key, values in choices:
         for value in values[1:]:
             trial = list(base)
@@ -149,14 +174,103 @@ def check_overrides(overrides: list[str]) -> None:
             compose_config(trial)
 
 
-def validate(cfg: DictConfig) -> None:
-    """Value checks that Hydra's composition cannot make."""
+def first_job(overrides: list[str]) -> list[str]:
+    """The overrides of a sweep's first job: every swept key at its first value, the rest as given."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except OverrideParseException as err:
+        raise UsageError(_malformed(err)) from None
+    return [f"{o.get_key_element()}={_trial_values(o)[0]}" if o.is_sweep_override() else o.input_line
+            for o in parsed]
+
+
+NAMING_KEY = "hydra.job.config.override_dirname.exclude_keys"
+NEVER_IN_JOB_NAMES = ("hydra.run.dir", "hydra.sweep.dir", "hydra/launcher", "hydra/sweeper")
+
+
+def name_jobs_by_swept_keys(overrides: list[str]) -> list[str]:
+    """The overrides plus one that leaves the keys every job shares out of the jobs' folder names
+    (configs/config.yaml hydra.sweep.subdir), so a long fixed override never pushes the swept key
+    (train.lr=...) past the name's length limit. A user's own exclude_keys is kept as given."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except OverrideParseException:
+        return overrides  # Hydra reports it
+    if any(o.get_key_element() == NAMING_KEY for o in parsed):
+        return overrides
+    fixed = [o.get_key_element() for o in parsed if not o.is_sweep_override() and not o.is_hydra_override()]
+    keys = ",".join("'" + key.replace("'", "\\'") + "'" for key in (*NEVER_IN_JOB_NAMES, *fixed))
+    return [*overrides, f"{NAMING_KEY}=[{keys}]"]
+
+
+def _trial_values(override) -> list[str]:
+    """The values of a swept override worth composing: every listed one, or an interval's two ends."""
+    sweep = override.value()
+    if isinstance(sweep, IntervalSweep):
+        return [str(sweep.start), str(sweep.end)]
+    return [str(v) for v in override.sweep_string_iterator()]
+
+
+_ABSENT = object()
+
+
+def _check_added_keys(parsed, base: list[str], cfg: DictConfig) -> None:
+    """Refuse `+key=value` where nothing would read the key: Hydra adds it and the run silently ignores
+    it. Operator and backbone options (pool.*, model.*) are left to their factories' signature check
+    (validate), config groups (+logger=...) and hydra.* to Hydra."""
+    added = [o for o in parsed if (o.is_add() or o.is_force_add()) and not o.is_hydra_override()]
+    if not added:
+        return
+    plain = compose_config([line for line, o in zip(base, _non_hydra(parsed)) if not (o.is_add() or o.is_force_add())],
+                           check=False)
+    for override in added:
+        key = override.get_key_element().lstrip("+")
+        if key.split(".")[0] in ("pool", "model") or key in GROUPS:
+            continue
+        if OmegaConf.select(plain, key, default=_ABSENT) is _ABSENT:
+            raise UsageError(f"+{key} adds a key that poolbench never reads{_near_miss(key, plain)}; "
+                             "`poolbench run --cfg job` lists every key.")
+
+
+def _non_hydra(parsed) -> list:
+    """The parsed overrides that `check_overrides` put into `base`, in the same order."""
+    return [o for o in parsed if not o.is_hydra_override() or o.get_key_element() == "hydra.searchpath"]
+
+
+def config_keys(cfg: DictConfig) -> list[str]:
+    """Every leaf key of `cfg`, dotted (model.channels, train.augment.shift, ...)."""
+    def walk(node, prefix: str):
+        for key, value in node.items_ex(resolve=False) if isinstance(node, DictConfig) else ():
+            path = f"{prefix}{key}"
+            if isinstance(value, DictConfig):
+                yield from walk(value, path + ".")
+            else:
+                yield path
+    return list(walk(cfg, ""))
+
+
+def _near_miss(key: str, cfg: DictConfig) -> str:
+    """", did you mean train.epochs (set it with train.epochs=...)" when a key is close enough."""
+    match = difflib.get_close_matches(key, config_keys(cfg), n=1, cutoff=0.75)
+    return f": did you mean {match[0]} (set it with {match[0]}=...)" if match else ""
+
+
+def validate(cfg: DictConfig, trackers: bool = True) -> None:
+    """Value checks that Hydra's composition cannot make. `trackers` (a run about to start): also check
+    that every chosen logger's library is installed and that train.resume names a run (not for a
+    finished run's config read again: eval, compare --time)."""
     try:
         _check_values(cfg)
     except (TypeError, ValueError, OmegaConfBaseException) as err:
         raise UsageError(f"A config value has the wrong type ({first_line(err)}): "
                          "numbers must be numbers, e.g. train.epochs=3.") from None
     _check_model_builds(cfg)  # an error raised inside an operator or backbone stays its own
+    if trackers:
+        from poolbench.trackers import check_installed
+
+        check_installed(cfg)  # logger=mlflow without MLflow: one sentence naming the extra, before any run dir
+        if cfg.train.get("resume"):
+            _run_config_path(Path(str(cfg.train.resume)).expanduser())  # not a run: said before any folder exists
 
 
 def _check_model_builds(cfg: DictConfig) -> None:
@@ -221,6 +335,9 @@ def _check_values(cfg: DictConfig) -> None:
              f"data.{key} must list one value per channel ({cfg.data.channels}), got {values!r}.")
         for i in range(len(values)):
             number(f"data.{key}.{i}", 0 if key == "std" else -math.inf, low_open=key == "std", label=f"data.{key}[{i}]")
+    for key in ("train_size", "test_size", "image_size"):  # generated data's sizes, and every dataset's image size
+        if cfg.data.get(key) is not None:
+            whole(f"data.{key}", cfg.data[key])
     whole("eval.max_shift", cfg.eval.max_shift, least=0)
     need(0 <= int(cfg.eval.max_shift) < int(cfg.data.image_size),
          f"eval.max_shift must be in [0, {cfg.data.image_size - 1}] for {cfg.data.image_size}-pixel images, "
@@ -232,6 +349,9 @@ def _check_values(cfg: DictConfig) -> None:
         whole("eval.throughput.rounds", cfg.eval.throughput.rounds, least=0)
     whole("eval.batch_size", cfg.eval.batch_size)
     whole("eval.draws", cfg.eval.draws, auto=True)
+    metric = cfg.get("optimized_metric")
+    need(metric is None or bool(OPTIMIZABLE.fullmatch(str(metric))),
+         f"optimized_metric must name a number in metrics.json, e.g. {OPTIMIZABLE_EXAMPLES}; got {metric!r}.")
     need(str(cfg.device) in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got '{cfg.device}'.")
     need(str(cfg.device) != "cuda" or torch.cuda.is_available(),
          "device=cuda but torch sees no CUDA GPU here: use device=auto (or cpu).")
@@ -242,27 +362,78 @@ def _check_values(cfg: DictConfig) -> None:
              f"model.channels must list at least one positive width, got {list(cfg.model.channels)}.")
 
 
-def load_run_config(run_dir: Path) -> DictConfig:
-    """The composed config a run saved in <run_dir>/.hydra/config.yaml."""
+def _run_config_path(run_dir: Path) -> Path:
     path = Path(run_dir) / ".hydra" / "config.yaml"
     if not path.is_file():
         raise UsageError(f"{run_dir} is not a poolbench run directory (no .hydra/config.yaml): "
                          "pass the folder a `poolbench run` printed.")
+    return path
+
+
+def load_run_config(run_dir: Path) -> DictConfig:
+    """The composed config a run saved in <run_dir>/.hydra/config.yaml."""
+    path = _run_config_path(run_dir)
+    damaged = f"The run's config {path} is damaged or was edited by hand"
     try:
         cfg = OmegaConf.load(path)
     except Exception:
-        raise UsageError(f"{path} is damaged: rerun the experiment.") from None
-    validate(cfg)
+        raise UsageError(f"{damaged} (not readable YAML): restore it, or rerun the experiment.") from None
+    if not isinstance(cfg, DictConfig) or not all(key in cfg for key in ("pool", "model", "data", "train", "eval")):
+        raise UsageError(f"{damaged} (it lacks poolbench's sections): restore it, or rerun the experiment.")
+    try:
+        validate(cfg, trackers=False)
+    except UsageError as err:  # a value no run could have saved: the file, not the user's line, is wrong
+        raise UsageError(f"{damaged} ({str(err).rstrip('.')}): restore it, or rerun the experiment.") from None
     return cfg
 
 
-def _explain(err: Exception) -> str:
-    """Turn a Hydra composition error into one sentence naming the valid choices."""
+# Hydra's plugin groups, and the extra that installs each plugin poolbench documents
+PLUGIN_EXTRAS = {("hydra/sweeper", "optuna"): "optuna", ("hydra/launcher", "joblib"): "sweep",
+                 ("hydra/launcher", "submitit_local"): "sweep", ("hydra/launcher", "submitit_slurm"): "sweep"}
+
+
+def _malformed(err: Exception) -> str:
+    """One sentence for an override Hydra's grammar cannot read."""
     text = first_line(err)
-    missing = re.search(r"Could not (?:find|load) '(\w+)/([^']*)'", text)
+    if "LexerNoViableAlt" in text:  # Hydra's grammar takes unquoted values in ASCII only
+        line = text.split(":", 1)[-1].strip()
+        key, _, value = line.partition("=")
+        return (f"Cannot read the override {line}: quote a value holding spaces or non-ASCII characters, "
+                f"e.g. '{key}=\"{value}\"' (single quotes for the shell, double quotes for Hydra).")
+    return f"Malformed override: {text} (write key=value, e.g. pool=avg)."
+
+
+def _explain(err: Exception, overrides: list[str], options=None) -> str:
+    """Turn a Hydra composition error into one sentence naming the valid choices. `options(group)`:
+    the choices of a group as Hydra sees them (plugins' groups such as hydra/launcher included)."""
+    text = first_line(err)
+    missing = re.search(r"Could not (?:find|load) '([\w/]+)/([^'/]*)'", text)
     if missing:
         group, choice = missing.groups()
-        return f"Unknown {group} '{choice}'; choose one of: {', '.join(group_options(group))}."
-    if "Could not override" in text or "Key '" in text:
-        return f"{text} (check the key's spelling, or add a new key with +key=value)."
+        extra = PLUGIN_EXTRAS.get((group, choice))
+        if extra:
+            return f"{group}={choice} needs its Hydra plugin: pip install \"poolbench[{extra}]\"."
+        choices = options(group) if options is not None and group.startswith("hydra/") else group_options(group)
+        return f"Unknown {group} '{choice}'; choose one of: {', '.join(choices)}."
+    unknown = re.search(r"Could not override '([^']+)'", text)
+    if unknown:
+        key = unknown.group(1)
+        return (f"{key} is not a key of poolbench's config{_near_miss(key, _defaults_for(overrides))}; "
+                "`poolbench run --cfg job` lists every key.")
+    taken = re.search(r"An item is already at '([^']+)'", text)
+    if taken:
+        return f"{taken.group(1)} is already in the config: set it without the '+' ({taken.group(1)}=...)."
+    if "Key '" in text:
+        return f"{text} (check the key's spelling; `poolbench run --cfg job` lists every key)."
     return text
+
+
+def _defaults_for(overrides: list[str]) -> DictConfig:
+    """The config the overrides' group choices (data=shapes, pool=lip, ...) compose, for near misses."""
+    groups = [o for o in overrides if o.split("=", 1)[0].lstrip("+") in GROUPS]
+    for attempt in (groups, []):
+        try:
+            return compose_config(attempt, check=False)
+        except UsageError:
+            continue
+    return OmegaConf.create()

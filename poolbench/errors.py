@@ -6,6 +6,8 @@ Both carry one sentence that names the fix; the CLI prints it without a tracebac
 
 from __future__ import annotations
 
+import errno
+
 
 class PoolbenchError(Exception):
     exit_code = 1
@@ -33,3 +35,19 @@ def first_line(err: BaseException | str | None, default: str = "") -> str:
         return text.splitlines()[0] if text else (default or type(err).__name__)
     text = str(err or "").strip()
     return text.splitlines()[0] if text else default
+
+
+NO_SPACE = "unexpected pos"  # torch.save's text when the disk fills mid-write (no OSError is raised)
+
+
+def write_failure(err: BaseException, path) -> PoolbenchError | None:
+    """One sentence for a file poolbench could not write (`path`): a full disk (RunError: free space,
+    then resume) or a folder it may not write to (UsageError: choose another). None for other errors."""
+    if (isinstance(err, OSError) and err.errno == errno.ENOSPC) or NO_SPACE in str(err):
+        return RunError(f"Cannot write {path}: the disk is full; free some space (or write elsewhere), "
+                        "then run again (an interrupted run continues with train.resume=RUN_DIR).")
+    if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        reason = "the file system is read-only" if err.errno == errno.EROFS else "permission denied"
+        return UsageError(f"Cannot write {path} ({reason}): choose a folder you can write to "
+                          "(hydra.run.dir=..., hydra.sweep.dir=..., or compare -o ...).")
+    return None

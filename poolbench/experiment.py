@@ -35,6 +35,7 @@ from poolbench.results import (
 )
 from poolbench.runtime import autocast_for, compute_dtype, model_on, select_device, set_threads, stop_on_signals
 from poolbench.speed import add_mfu, count_flops, matmul_rate_once, throughput
+from poolbench.trackers import Trackers, final_scalars, open_trackers
 from poolbench.train import load_resume, train
 
 log = logging.getLogger(__name__)
@@ -60,10 +61,19 @@ def _run_experiment(cfg, run_dir: Path, overrides: list[str], show_progress: boo
     metrics = _start_metrics(cfg, device, {"overrides": list(overrides), "threads": torch.get_num_threads()})
     console.print(config_summary(cfg, device.type))
     log.info("config:\n%s", OmegaConf.to_yaml(cfg))
+    trackers = Trackers()  # none open yet
+
+    def epoch_done(record: dict) -> None:  # one line per epoch in the log file; the trackers mirror the history
+        log.info("epoch %d/%d: %s", record["epoch"], int(cfg.train.epochs), _pairs(record, skip="epoch"))
+        trackers.log_epoch(record)
+
     try:
         resume = load_resume(cfg) if cfg.train.get("resume") else None
+        trackers = open_trackers(cfg, run_dir)
         if resume is not None:
             metrics["run"]["resumed_from"] = str(cfg.train.resume)
+            for record in resume["history"]:  # this run's metrics.json carries the earlier epochs too
+                trackers.log_epoch(record)
         data = load_dataset(cfg.data).to(device)
         log.info("data: %s from %s", data.name, data.source)
         if data.unverified:  # data.allow_checksum_mismatch=true let these through: the run says so
@@ -74,7 +84,7 @@ def _run_experiment(cfg, run_dir: Path, overrides: list[str], show_progress: boo
         model = model_on(cfg, device)
         with TrainProgress() if show_progress else contextlib.nullcontext() as progress:
             state = train(cfg, model, data, device, run_dir / CHECKPOINT_FILE, progress=progress,
-                          resume=resume, stop=stop)
+                          resume=resume, stop=stop, on_epoch=epoch_done)
         metrics["history"] = state.history
         metrics["time"]["train_s"] = state.train_seconds
         eval_started = time.perf_counter()
@@ -102,11 +112,20 @@ def _run_experiment(cfg, run_dir: Path, overrides: list[str], show_progress: boo
     finally:
         metrics["time"]["total_s"] = time.perf_counter() - started
         write_json(run_dir / METRICS_FILE, metrics)
+        log.info("results: %s", _pairs(final_scalars(metrics)))
         log.info("status: %s", metrics["status"])
+        trackers.log_final(metrics)  # after metrics.json: the file is the record, trackers mirror it
+        trackers.close(metrics["status"])
     console.print(results_table(metrics))
     console.print(shift_table(metrics))
     console.print(f"run directory: [bold]{run_dir}[/]")
     return metrics
+
+
+def _pairs(values: dict, skip: str = "") -> str:
+    """`key=value ...` for a log line: short, and greppable by the names metrics.json uses."""
+    return " ".join(f"{key}={value:.6g}" if isinstance(value, float) else f"{key}={value}"
+                    for key, value in values.items() if key != skip)
 
 
 def _start_metrics(cfg, device: torch.device, run_info: dict) -> dict:

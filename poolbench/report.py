@@ -1,12 +1,104 @@
-"""What a person sees: the config summary, the per-epoch progress bar, the results table."""
+"""What a person sees: the config summary, the per-epoch progress bar, the results table.
+
+Tables fit the console they are printed on (a pipe is 80 columns): one too wide for it is
+stacked in parts (FittedTables), never cut short ("42…") or left without a column.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Callable
+
 from rich.console import Console
+from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 console = Console(highlight=False)
+# Libraries whose INFO lines ("generated new fontManager") would reach a console handler someone
+# put on the root logger (Hydra does, for its own process) while poolbench plots.
+THIRD_PARTY_LOGGERS = ("matplotlib", "fontTools", "PIL")
+
+
+@contextlib.contextmanager
+def quiet_third_party_logs(names: tuple[str, ...] = THIRD_PARTY_LOGGERS, level: int = logging.WARNING):
+    """Within the block, these loggers pass on only `level` and above; their own levels come back after.
+
+    Scoped to the block (the plotting path) rather than set at import: a user's own logging setup,
+    in a notebook that imports poolbench, is theirs outside it.
+    """
+    loggers = [logging.getLogger(name) for name in names]
+    before = [logger.level for logger in loggers]
+    for logger in loggers:
+        if logger.getEffectiveLevel() < level:
+            logger.setLevel(level)
+    try:
+        yield
+    finally:
+        for logger, old in zip(loggers, before):
+            logger.setLevel(old)
+
+
+def pack_columns(groups: list[list[str]], fits: Callable[[list[str]], bool]) -> list[list[str]]:
+    """The columns in as few parts as `fits` allows, in order: whole groups stay together where they
+    fit, and a group is split only when it alone is too wide. Every column lands in some part."""
+    everything = [column for group in groups for column in group]
+    if fits(everything):
+        return [everything]
+    parts, current = [], []
+    for group in groups:
+        if fits(current + group):
+            current = current + group
+            continue
+        if current:
+            parts.append(current)
+            current = []
+        for column in group:
+            if current and not fits(current + [column]):
+                parts.append(current)
+                current = []
+            current.append(column)
+    return parts + [current] if current else parts
+
+
+class FittedTables:
+    """A table that fits the console it is printed on: whole when wide enough, else stacked in parts,
+    each repeating the leading columns `build` puts first, and a dim line saying so.
+
+    Rich shrinks a table wider than the console by cutting cells ("42…") and dropping the last
+    columns; measuring each candidate part first (rich's own Measurement) means it never has to.
+    A column that may wrap (no_wrap False) with a min_width counts at that width: rich wraps it
+    before it touches the others (a label wraps at its spaces; numbers should be no_wrap).
+    `build(columns, index, count)` makes part `index` of `count` (title on the first, caption on
+    the last); `note` ends the line that says the table was split (None: no such line).
+    """
+
+    def __init__(self, build: Callable[[list[str], int, int], Table], groups: list[list[str]],
+                 note: str | None = ""):
+        self.build, self.groups, self.note = build, groups, note
+
+    def parts(self, console: Console, options=None) -> list[list[str]]:
+        options = options or console.options
+        width = options.max_width
+
+        def fits(columns: list[str]) -> bool:
+            table = self.build(columns, 0, 1)
+            for column in table.columns:
+                if not column.no_wrap and column.min_width:
+                    column.max_width = column.min_width
+            # measured unbounded: Measurement.get clamps to the width it is given
+            return Measurement.get(console, options.update_width(1 << 20), table).maximum <= width
+
+        return pack_columns(self.groups, fits)
+
+    def __rich_console__(self, console: Console, options):
+        parts = self.parts(console, options)
+        for index, columns in enumerate(parts):
+            yield self.build(columns, index, len(parts))
+        if len(parts) > 1 and self.note is not None:
+            yield Text(f"(split in {len(parts)} parts to fit {options.max_width} columns{self.note})", style="dim")
 
 
 def config_summary(cfg, device: str) -> str:
@@ -92,7 +184,7 @@ def results_table(metrics: dict, title: str | None = None) -> Table:
     model, t = metrics.get("model", {}), metrics.get("time", {})
     table = Table(title=title or f"pool={run['pool']}  data={run['dataset']}  seed={run['seed']}")
     table.add_column("metric")
-    table.add_column("value", justify="right")
+    table.add_column("value", justify="right", overflow="fold")  # never "…": a narrow console wraps it
     table.add_column("note")
     shift = f"shifts up to {inv.get('max_shift')} px, {inv.get('shift_mode')}"
     of = mfu_denominator(speed)
@@ -116,11 +208,17 @@ def results_table(metrics: dict, title: str | None = None) -> Table:
     return table
 
 
-def shift_table(metrics: dict) -> Table:
+def shift_table(metrics: dict) -> FittedTables:
+    """Accuracy per shift d, one column each: stacked in parts where the shifts outnumber the width
+    (d = 0..8 at 80 columns)."""
     inv = metrics.get("invariance", {})
-    shift_acc = inv.get("shift_accuracy", {})
-    table = Table(title=f"accuracy under {inv.get('shift_mode', '')} shifts of d pixels")
-    for d in shift_acc:
-        table.add_column(f"d={d}", justify="right")
-    table.add_row(*(_pct(v) for v in shift_acc.values()))
-    return table
+    shift_acc = {str(d): v for d, v in inv.get("shift_accuracy", {}).items()}
+
+    def build(columns: list[str], index: int, count: int) -> Table:
+        table = Table(title=f"accuracy under {inv.get('shift_mode', '')} shifts of d pixels" if index == 0 else None)
+        for d in columns:
+            table.add_column(f"d={d}", justify="right", no_wrap=True)
+        table.add_row(*(_pct(shift_acc[d]) for d in columns))
+        return table
+
+    return FittedTables(build, [[d] for d in shift_acc], note=None)  # the d= headers say it

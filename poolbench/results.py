@@ -11,12 +11,13 @@ import contextlib
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 
 import torch
 
-from poolbench.errors import UsageError
+from poolbench.errors import RunError, UsageError, write_failure
 
 try:
     import fcntl
@@ -42,8 +43,12 @@ def run_dir_lock(run_dir: Path):
     if fcntl is None or key in _held:
         yield
         return
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
-    with open(Path(run_dir) / LOCK_FILE, "a") as handle:  # "a": opening never changes the file
+    try:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        handle = open(Path(run_dir) / LOCK_FILE, "a")  # "a": opening never changes the file
+    except OSError as err:
+        raise (write_failure(err, run_dir) or err) from None
+    with handle:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -59,9 +64,15 @@ def run_dir_lock(run_dir: Path):
 
 
 def atomic_write(path: Path, write) -> None:
+    """`write(handle)` into a temporary file beside `path`, then renamed over it: a full disk or a
+    kill leaves the old file (or none), never a cut one. A full disk or a folder that may not be
+    written to ends in one sentence (errors.write_failure)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise (write_failure(err, path) or err) from None
     umask = os.umask(0)
     os.umask(umask)
     try:
@@ -71,8 +82,11 @@ def atomic_write(path: Path, write) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        failure = write_failure(err, path)
+        if failure is not None:
+            raise failure from None
         raise
 
 
@@ -118,6 +132,24 @@ def load_checkpoint(path: Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise UsageError(f"Checkpoint {path} is damaged ({type(err).__name__}): rerun the experiment.") from None
+
+
+# The numbers a search sweeper may optimize (optimized_metric=...): dotted paths into metrics.json.
+OPTIMIZABLE = re.compile(r"accuracy\.test|invariance\.(consistency|flip_rate_1px|shift_accuracy\.\d+)"
+                         r"|throughput\.(infer|train)_(images_per_s|mfu)|model\.(params|flops_per_image)"
+                         r"|time\.(train|eval|total)_s")
+OPTIMIZABLE_EXAMPLES = "accuracy.test, invariance.consistency, invariance.flip_rate_1px, throughput.infer_images_per_s"
+
+
+def metric_value(metrics: dict, path: str) -> float:
+    """The number at `path` (e.g. invariance.consistency) in a run's metrics, for a search sweeper.
+    A run that did not produce it (failed, or the metric is undefined) raises RunError."""
+    value = metrics
+    for part in str(path).split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise RunError(f"The run has no number at optimized_metric={path} (status {metrics.get('status')}).")
+    return float(value)
 
 
 def new_metrics(run_info: dict) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,7 +56,7 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 def train(cfg, model: torch.nn.Module, data: TensorData, device: torch.device,
           checkpoint_path: Path, progress=None, resume: dict | None = None,
-          stop: StopRequest | None = None) -> TrainState:
+          stop: StopRequest | None = None, on_epoch: Callable[[dict], None] | None = None) -> TrainState:
     """Train `model` for cfg.train.epochs, saving a checkpoint after every epoch.
 
     One long function on purpose (nanoGPT / airbench style): the whole loop reads top to
@@ -65,7 +66,8 @@ def train(cfg, model: torch.nn.Module, data: TensorData, device: torch.device,
     the same random streams, so the result is bit-identical to an uninterrupted run on CPU. A
     checkpoint whose training was finished is saved again at `checkpoint_path` as it is.
     `stop.requested` (set by a signal) ends training after the current step with a checkpoint
-    and TrainingInterrupted.
+    and TrainingInterrupted. `on_epoch(record)` gets each finished epoch's history record, after
+    its checkpoint (the log file and the trackers mirror the history from it).
     """
     tc = cfg.train
     state = TrainState()
@@ -148,11 +150,17 @@ def train(cfg, model: torch.nn.Module, data: TensorData, device: torch.device,
                                              autocast_for(device, tc.amp))
             test_accuracy = (state.test_predictions == data.test_y).sum().item() / max(1, data.test_y.numel())
             state.epoch = epoch + 1
-            state.history.append({"epoch": epoch + 1, "train_loss": round(epoch_loss, 6),
-                                  "test_accuracy": test_accuracy, "seconds": round(state.train_seconds, 3)})
+            before = state.history[-1]["seconds"] if state.history else 0.0  # a resumed epoch counts both parts
+            # lr: the epoch's last step's; seconds: cumulative training time (evaluation excluded)
+            record = {"epoch": epoch + 1, "train_loss": round(epoch_loss, 6), "test_accuracy": test_accuracy,
+                      "lr": round(lr, 10), "seconds": round(state.train_seconds, 3),
+                      "epoch_seconds": round(state.train_seconds - before, 3)}
+            state.history.append(record)
             if progress is not None:
                 progress.end_epoch(epoch_loss, test_accuracy)
             checkpoint(0)
+            if on_epoch is not None:
+                on_epoch(dict(record))
             if stop.requested and state.epoch < int(tc.epochs):
                 raise TrainingInterrupted(state)
         if resume is not None and state.epoch == int(resume["epoch"]) and not int(resume.get("step", 0)):
@@ -183,9 +191,9 @@ def _restore(ckpt: dict, model, optimizer, generator, device, steps_per_epoch: i
     return step, ckpt["perm"].to(device), ckpt["loss_sum"].to(device)
 
 
-# Keys that may change when a run is resumed: where data lives, machine settings, evaluation.
+# Keys that may change when a run is resumed: where data lives, machine settings, evaluation, trackers.
 RESUME_MAY_DIFFER = ("train.resume", "threads", "device", "eval.", "data_home", "data.root", "data.source",
-                     "data.download", "data.cache", "data.max_pixels")
+                     "data.download", "data.cache", "data.max_pixels", "logger.")
 
 
 def load_resume(cfg) -> dict:

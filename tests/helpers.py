@@ -32,8 +32,9 @@ LONG = ["data=shapes", "data.train_size=640", "data.test_size=100", f"train.epoc
         "train.batch_size=64", "model.channels=[8,16]", "eval.shift_pairs=1", "eval.throughput.warmup=1",
         "eval.throughput.iters=2", "eval.throughput.batch_size=32", "eval.throughput.rounds=1", "threads=1"]
 # What a sweep leaves beside its jobs.
-OUTPUT_FILES = ["summary.csv", "summary.md", "summary.json",
-                "accuracy_vs_consistency.png", "shift_accuracy.png", "throughput.png"]
+OUTPUT_FILES = ["summary.csv", "summary.md", "summary.json", "runs.csv",
+                *(f"{plot}.{kind}" for plot in ("accuracy_vs_consistency", "shift_accuracy", "throughput")
+                  for kind in ("png", "pdf", "svg"))]
 
 
 # ---------------------------------------------------------------- the command line

@@ -25,28 +25,6 @@ def test_bad_value_leaves_no_run_directory(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize("override, message", [
-    ("threads=abc", "threads must be auto or a whole number of at least 1, got 'abc'."),
-    ("seed=abc", "seed must be a whole number, got 'abc'."),
-    ("train.epochs=1.5", "train.epochs must be a whole number of at least 1, got 1.5."),
-    ("threads=0", "threads must be auto or a whole number of at least 1, got 0."),
-    ("train.lr=inf", "train.lr must be a finite number above 0, got inf."),
-    ("train.lr=abc", "train.lr must be a finite number above 0, got 'abc'."),
-    ("~train.lr", "train.lr is missing: give it a value (train.lr=...), or leave it at its default."),
-    ("train.momentum=-1", "train.momentum must be a finite number in [0, 1), got -1."),
-    ("train.weight_decay=-5", "train.weight_decay must be a finite number at least 0, got -5."),
-    ("train.label_smoothing=2", "train.label_smoothing must be a finite number in [0, 1), got 2."),
-    ("data.std=[0]", "data.std[0] must be a finite number above 0, got 0."),
-    ("data.mean=[0.1,0.2]", "data.mean must list one value per channel (1), got [0.1, 0.2]."),
-    ("eval.throughput.iters=0", "eval.throughput.iters must be a whole number of at least 1, got 0."),
-    ("eval.draws=0", "eval.draws must be auto or a whole number of at least 1, got 0."),
-])
-def test_a_value_of_the_wrong_type_exits_2_before_a_run_directory_exists(tmp_path, override, message):
-    result = cli("run", *TINY, override, f"hydra.run.dir={tmp_path / 'x'}")
-    assert result.exit_code == 2 and f"error: {message}" in result.output
-    assert not (tmp_path / "x").exists()
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="run folders are locked with flock (Linux, macOS)")
 def test_a_run_in_a_folder_another_run_holds_is_refused_and_changes_nothing(tmp_path):
     import fcntl
@@ -159,7 +137,7 @@ def test_commands_take_no_debug_option_of_their_own():
     import typer.main
 
     command = typer.main.get_command(cli_module.app)
-    assert [p.name for p in command.params] == ["debug"]
+    assert [p.name for p in command.params if p.name != "version" and "completion" not in p.name] == ["debug"]
     for name, sub in command.commands.items():
         assert "debug" not in [p.name for p in sub.params], name
 
@@ -176,3 +154,44 @@ def test_device_cuda_without_a_gpu_is_refused_before_a_run_directory_exists(tmp_
     result = cli("run", *TINY, "device=cuda", f"hydra.run.dir={tmp_path / 'x'}")
     assert result.exit_code == 2 and "device=cuda but torch sees no CUDA GPU here" in result.output
     assert not (tmp_path / "x").exists()
+
+
+# ---------------------------------------------------------------- help, version, override mistakes
+
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_dash_h_and_dash_dash_help_give_the_same_help_with_the_override_primer(command):
+    short, long = cli(command, "-h"), cli(command, "--help")
+    assert short.exit_code == long.exit_code == 0
+    assert short.output == long.output
+    text = " ".join(short.output.split())
+    for must in ("-m with comma lists sweeps", "+key=value adds a key", "--cfg job", "Config groups: pool: ",
+                 "data: cifar10, cifar100", "hydra/sweeper=optuna"):
+        assert must in text
+
+
+def test_version():
+    from poolbench import __version__
+
+    result = cli("--version")
+    assert result.exit_code == 0 and result.output.strip() == f"poolbench {__version__}"
+
+
+def test_comma_values_without_dash_m_suggest_it(tmp_path):
+    result = cli("run", "pool=max,avg", "data=shapes", f"hydra.run.dir={tmp_path / 'x'}")
+    assert result.exit_code == 2
+    assert "error: pool=max,avg lists several values, which only a sweep runs: add -m" in result.output
+    assert "poolbench run -m pool=max,avg" in result.output and not (tmp_path / "x").exists()
+
+
+def test_sweep_cfg_job_prints_the_first_jobs_config_and_runs_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = cli("sweep", "--cfg", "job", "data=shapes", "pool=avg,max")
+    assert result.exit_code == 0, result.output
+    assert "the first job's config (seed=0 pool=avg)" in result.output
+    assert "name: avg" in result.output and "name: shapes" in result.output
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_hydras_shell_completion_flag_points_to_poolbenchs_own():
+    result = cli("run", "-sc", "install=bash")
+    assert result.exit_code == 2 and "poolbench --install-completion" in result.output

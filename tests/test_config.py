@@ -31,36 +31,15 @@ def test_dataset_picks_its_training_recipe():
     assert compose_config(["data=mnist"]).train.augment.flip is False
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["pool=nope"], "choose one of: aps, attention, avg"),
-    (["data=nope"], "choose one of: " + ", ".join(group_options("data")) + r"\."),
-    (["train.epochs=0"], "train.epochs must be a whole number of at least 1, got 0"),
-    (["train.epochs=1.5"], r"train.epochs must be a whole number of at least 1, got 1\.5"),  # not truncated
-    (["seed=abc"], "seed must be a whole number, got 'abc'"),
-    (["threads=abc"], "threads must be auto or a whole number of at least 1, got 'abc'"),
-    (["threads=0"], "threads must be auto or a whole number of at least 1, got 0"),
-    (["threads=-3"], "threads must be auto or a whole number of at least 1, got -3"),
-    (["data=imagefolder", "data.max_pixels=0"], "data.max_pixels must be a whole number of at least 1, got 0"),
-    (["train.lr=-1"], "train.lr must be a finite number above 0"),
-    (["eval.draws=0"], "eval.draws must be auto or a whole number of at least 1"),
-    (["eval.throughput.rounds=-1"], "eval.throughput.rounds must be a whole number of at least 0"),
-    (["eval.draws=most"], "eval.draws must be auto or a whole number"),
-    (["train.batch_size=0"], "train.batch_size"),
-    (["eval.max_shift=28"], "eval.max_shift"),
-    (["trian.epochs=1"], "Could not override"),
-    (["pool"], "Malformed override"),
-    (["pool=max,nope"], "Unknown pool 'nope'"),
-    (["pool=lp", "pool.p=0.5"], r"pool.p must be a number in \[1, 100\], got 0.5"),
-    (["pool=blur", "pool.blur_size=abc"], r"pool.blur_size must be an integer in \[1, 7\], got 'abc'"),
-    (["pool=mixed", "pool.per_channel=maybe"], "pool.per_channel must be true or false"),
-])
-def test_bad_overrides_are_usage_errors(overrides, message):
-    with pytest.raises(UsageError, match=message):
-        check_overrides(overrides)
-
-
 def test_sweeps_and_hydra_overrides_are_accepted():
     check_overrides(["pool=max,avg", "seed=0,1", "hydra.run.dir=/tmp/x", "hydra/launcher=basic"])
+
+
+def test_optuna_search_spaces_are_checked_at_their_values_or_ends():
+    check_overrides(["train.lr=interval(0.01,0.2)", "train.momentum=tag(log,interval(0.5,0.95))",
+                     "seed=range(0,3)", "pool=choice(max,avg)", "optimized_metric=invariance.consistency"])
+    with pytest.raises(UsageError, match="Unknown pool 'avgg'"):
+        check_overrides(["pool=choice(max,avgg)"])
 
 
 def test_global_pool_reads_out_with_gap_and_refuses_flatten():
@@ -88,3 +67,27 @@ def test_dataset_recipes_start_from_the_base_recipe():
     assert (shapes.epochs, shapes.batch_size) == (3, 64)  # what train/shapes.yaml changes
     assert (shapes.lr, shapes.momentum, shapes.weight_decay) == (base.lr, base.momentum, base.weight_decay)
     assert compose_config(["data=shapes", "train=mnist"]).train.batch_size == base.batch_size  # a choice still wins
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("pool: [unclosed\n", "(not readable YAML)"),
+    ("just a line of text\n", "(it lacks poolbench's sections)"),
+    (None, "(threads must be auto or a whole number of at least 1, got 'many')"),
+])
+def test_a_damaged_run_config_says_so_not_wrong_type(tmp_path, text, reason):
+    from omegaconf import OmegaConf
+
+    from poolbench.config import load_run_config
+
+    (tmp_path / ".hydra").mkdir()
+    path = tmp_path / ".hydra" / "config.yaml"
+    if text is None:  # a good config, then one value edited to something no run could have saved
+        cfg = compose_config(["data=shapes"])
+        cfg.threads = "many"
+        OmegaConf.save(cfg, path)
+    else:
+        path.write_text(text)
+    with pytest.raises(UsageError) as raised:
+        load_run_config(tmp_path)
+    assert str(raised.value) == (f"The run's config {path} is damaged or was edited by hand {reason}: "
+                                 "restore it, or rerun the experiment.")

@@ -1,11 +1,12 @@
 """`poolbench data info|verify|download`: what is where and is it intact, in this process."""
 
 import pytest
-from helpers import cli, fake_cifar_batches, make_image_folder
+from helpers import cli, fake_cifar_batches, make_image_folder, pack
 
 from poolbench.config import group_options
 from poolbench.data import commands, mnist
 from poolbench.errors import RunError, UsageError
+from poolbench.report import si
 
 DATASETS = ", ".join(group_options("data"))  # every configs/data/*.yaml
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding:DeprecationWarning")
@@ -22,9 +23,71 @@ def test_data_info_shows_path_size_samples_classes_and_source(tmp_path):
         console.print(table)
     text = console.export_text()
     assert str(tmp_path / "set") in text and "6 train, 4 test, (3, 8, 8) uint8" in text
-    assert "2: cat, dog" in text and "decoded in" in text
+    assert "2: cat, dog" in text and "not decoded yet; a run decodes it into" in text
     images = sum(p.stat().st_size for p in (tmp_path / "set").rglob("*") if p.is_file())
-    assert 1024 <= images < 1024**2 and f"size    │ {images / 1024:.1f} kB" in text  # measured before the cache
+    assert 1024 <= images < 1024**2 and f"size    │ {images / 1024:.1f} kB" in text  # no cache yet
+
+
+def _tree(root):
+    """Every file and folder under root with its size and time: what `data info` must leave alone."""
+    return {str(p.relative_to(root)): (p.is_dir(), p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+def _info_text(dataset, overrides):
+    from rich.console import Console
+
+    console = Console(width=400, record=True)
+    for table in commands.info(dataset, overrides):
+        console.print(table)
+    return console.export_text()
+
+
+@pytest.mark.parametrize("dataset", ["imagefolder", "cifar10"])
+def test_data_info_on_an_image_folder_archive_decodes_nothing_and_writes_nothing(tmp_path, monkeypatch, dataset):
+    import time
+
+    from poolbench.data import cifar10, decode, imagefolder
+    from poolbench.data.imagefolder import cache_file
+
+    classes = cifar10.CLASSES if dataset == "cifar10" else ("cat", "dog")
+    make_image_folder(tmp_path / "set", classes=classes, per_class=(3, 2), size=4)  # counted, never decoded
+    archive = pack(tmp_path / "set", tmp_path / "set.tar.xz")
+    overrides, cache_dir, size = {
+        "cifar10": ([f"data.root={tmp_path / 'root'}", f"data.source={archive}"], tmp_path / "root" / "cifar10", 32),
+        "imagefolder": ([f"data.root={archive}", f"data.cache={tmp_path / 'cache'}", "data.image_size=8",
+                         "eval.max_shift=2"], tmp_path / "cache", 8),
+    }[dataset]
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("data info decoded an image")
+
+    monkeypatch.setattr(imagefolder, "decode_images", no_decoding)
+    monkeypatch.setattr(decode, "_decode_images", no_decoding)
+    before = _tree(tmp_path)
+    started = time.perf_counter()
+    text = _info_text(dataset, overrides)
+    assert time.perf_counter() - started < 5  # composing the config is most of it; a loose bound for busy CPUs
+    assert _tree(tmp_path) == before and not cache_dir.exists()  # no cache, no folder, nothing touched
+    n = len(classes)
+    assert f"{3 * n} train, {2 * n} test, (3, {size}, {size}) uint8" in text and f"{n}: {', '.join(classes)}" in text
+    cache = cache_file(archive, cache_dir, size, 3)
+    assert f"{archive} (not decoded yet; a run decodes it into {cache})" in text
+    assert f"size    │ {si(archive.stat().st_size, '.1f', binary=True, space=' ')}B" in text
+
+
+def test_data_info_size_counts_an_existing_cache(tmp_path):
+    from poolbench.data.imagefolder import load_image_folder
+
+    make_image_folder(tmp_path / "set", per_class=(6, 4))
+    archive = pack(tmp_path / "set", tmp_path / "set.zip")
+    cache = load_image_folder(archive, tmp_path / "cache", 8, 3).cache  # what a run leaves
+    before = _tree(tmp_path)
+    text = _info_text("imagefolder", [f"data.root={archive}", f"data.cache={tmp_path / 'cache'}",
+                                      "data.image_size=8", "eval.max_shift=2"])
+    assert _tree(tmp_path) == before
+    total = archive.stat().st_size + cache.stat().st_size
+    assert f"size    │ {si(total, '.1f', binary=True, space=' ')}B" in text and f"{archive} (cache {cache})" in text
+    assert "12 train, 8 test, (3, 8, 8) uint8" in text
 
 
 def test_data_verify_finds_a_bad_md5_and_an_unreadable_image(tmp_path):

@@ -164,7 +164,8 @@ def test_an_image_declaring_too_many_pixels_is_refused_before_anything_is_decode
     for name in ("decode_jpeg", "decode_png", "decode_image"):
         monkeypatch.setattr(torchvision.io, name, decoded)
     monkeypatch.setattr(decode, "_decode_one", decoded)
-    name = f"{source}:set/train/dog/bomb.{kind}" if form != "folder" else str(source / "train" / "dog" / f"bomb.{kind}")
+    member = f"train/dog/bomb.{kind}"
+    name = str(source / member) if form == "folder" else f"set/{member} in {source}"
     with pytest.raises(UsageError) as refused:
         load_image_folder(source, tmp_path / "cache", 8, 3)
     assert str(refused.value) == (
@@ -198,9 +199,9 @@ def test_image_folder_converts_channels_and_resizes_from_config(tmp_path):
     (lambda root: shutil.rmtree(root / "test"), "has no test/ split"),
     (lambda root: (root / "train" / "bird").mkdir(), r"Class 'bird' in .*/train/ has no images"),
     (lambda root: (root / "train" / "dog" / "bad.jpg").write_bytes(b"not an image"),
-     r"Cannot read image .*train/dog/bad\.jpg"),
+     r"train/dog/bad\.jpg.* cannot be decoded"),
     (lambda root: (root / "train" / "dog" / "cut.png").write_bytes(
-        (root / "train" / "dog" / "000.png").read_bytes()[:40]), r"Cannot read image .*train/dog/cut\.png"),
+        (root / "train" / "dog" / "000.png").read_bytes()[:40]), r"train/dog/cut\.png.* cannot be decoded"),
     (lambda root: shutil.copytree(root / "test" / "cat", root / "test" / "cow"), "test/ has class 'cow'"),
     (lambda root: shutil.rmtree(root / "train"), "has no train/ split"),
 ])
@@ -231,10 +232,92 @@ def test_imagefolder_dataset_takes_classes_and_statistics_from_the_data(tmp_path
     assert len(cfg.data.mean) == 3 and all(0.3 < m < 0.7 for m in cfg.data.mean)  # uniform noise: ~0.5
     with pytest.raises(UsageError, match="data.root=PATH"):
         load_dataset(compose_config(["data=imagefolder"]).data)
-    wrong = compose_config(["data=imagefolder", f"data.root={tmp_path / 'set'}", f"data.cache={tmp_path / 'c'}",
-                            "data.image_size=8", "eval.max_shift=2", "data.num_classes=5"])
-    with pytest.raises(UsageError, match="data.num_classes is 5 but .* has 3 class folders"):
-        load_dataset(wrong.data)
+
+
+# ---------------------------------------------------------------- issue 15: bad input and faults
+
+def test_num_classes_below_the_labels_is_refused_naming_the_fix_and_above_is_fine():
+    cfg = compose_config(["data=shapes", "data.train_size=30", "data.test_size=20", "data.num_classes=5"]).data
+    with pytest.raises(UsageError) as refused:
+        load_dataset(cfg)
+    assert str(refused.value) == ("data.num_classes=5 but the training labels go up to 9 (10 classes): "
+                                  "set data.num_classes=10, or leave it at its default.")
+    for enough in (10, 50):  # more outputs than labels: the spare ones are never a target, harmlessly
+        cfg.num_classes = enough
+        assert load_dataset(cfg).train_y.max() == 9
+
+
+def test_num_classes_below_an_image_folders_classes_is_refused_and_above_is_fine(tmp_path):
+    make_image_folder(tmp_path / "set", classes=("a", "b", "c"), per_class=(1, 1), size=8)
+    cfg = compose_config(["data=imagefolder", f"data.root={tmp_path / 'set'}", f"data.cache={tmp_path / 'c'}",
+                          "data.image_size=8", "eval.max_shift=2", "data.num_classes=2"]).data
+    with pytest.raises(UsageError, match=r"^data.num_classes=2 but the training labels go up to 2 \(3 classes\): "
+                                         r"set data.num_classes=3, or leave it at its default\.$"):
+        load_dataset(cfg)
+    cfg.num_classes = 7
+    assert load_dataset(cfg).classes == ["a", "b", "c"]
+
+
+def test_a_run_with_too_few_classes_exits_2_before_training(tmp_path):
+    from helpers import TINY, cli, read_metrics
+
+    result = cli("run", *TINY, "data.num_classes=5", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.exit_code == 2, result.output
+    assert "data.num_classes=5 but the training labels go up to 9 (10 classes): set data.num_classes=10" in (
+        result.output.replace("\n", " "))
+    assert "Traceback" not in result.output and "cross_entropy" not in result.output
+    metrics = read_metrics(tmp_path / "run")  # the run folder exists by then: it records the refusal
+    assert metrics["status"] == "failed" and metrics["error"].startswith("data.num_classes=5")
+    assert not (tmp_path / "run" / "model.pt").exists()
+
+
+@pytest.mark.parametrize("form", ["folder", "set.tar.xz", "set.zip"])
+def test_an_undecodable_image_is_named_by_its_path_not_by_an_in_memory_object(tmp_path, form):
+    make_image_folder(tmp_path / "set")
+    jpeg = bytes(encode_jpeg(torch.zeros(3, 8, 8, dtype=torch.uint8)))
+    (tmp_path / "set" / "train" / "dog" / "bad.jpg").write_bytes(jpeg[:20] + bytes(60))  # header intact, then zeros
+    source = tmp_path / "set" if form == "folder" else pack(tmp_path / "set", tmp_path / form)
+    with pytest.raises(UsageError) as refused:
+        load_image_folder(source, tmp_path / "cache", 8, 3)
+    message = str(refused.value)
+    named = str(source / "train" / "dog" / "bad.jpg") if form == "folder" else f"set/train/dog/bad.jpg in {source}"
+    assert message.startswith(f"{named} cannot be decoded (") and message.endswith("): fix or delete the file.")
+    assert "<_io." not in message and "object at 0x" not in message and ".cpp" not in message
+    assert not (tmp_path / "cache").exists()  # nothing cached from a failed decode
+
+
+@pytest.mark.parametrize("blob, reason", [(b"", "the file is empty"),
+                                          (b"plain text, not an image", "not an image in a format torchvision or PIL")])
+def test_an_undecodable_file_says_why_in_plain_words(tmp_path, blob, reason):
+    make_image_folder(tmp_path / "set")
+    (tmp_path / "set" / "test" / "cat" / "odd.png").write_bytes(blob)
+    archive = pack(tmp_path / "set", tmp_path / "set.tar.gz")
+    with pytest.raises(UsageError, match=f"^set/test/cat/odd.png in {archive} cannot be decoded \\({reason}"):
+        load_image_folder(archive, tmp_path / "cache", 8, 3)
+
+
+def test_a_read_only_cache_folder_warns_and_the_data_still_loads(tmp_path, monkeypatch, capsys):
+    from poolbench.data import imagefolder
+
+    expected = make_image_folder(tmp_path / "set")
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir(mode=0o555)
+    cache_dir.chmod(0o555)  # mkdir's mode is masked by the umask
+    if os.access(cache_dir, os.W_OK):  # root ignores the mode: make the write fail as it would for anyone else
+
+        def refused(path, checkpoint):
+            raise PermissionError(13, "Permission denied", str(path))
+
+        monkeypatch.setattr(imagefolder, "save_checkpoint", refused)
+    try:
+        capsys.readouterr()
+        images = load_image_folder(tmp_path / "set", cache_dir, 8, 3)
+        out = capsys.readouterr().out.replace("\n", "")
+    finally:
+        cache_dir.chmod(0o755)
+    assert torch.equal(images.train_x, expected["train"]) and torch.equal(images.test_x, expected["test"])
+    assert f"warning: cannot write the decoded-image cache in {cache_dir} (Permission denied): going on" in out
+    assert list(cache_dir.iterdir()) == []
 
 
 def cifar_cfg(tmp_path, *overrides):

@@ -75,3 +75,55 @@ def test_the_recipe_is_named_in_one_line():
         ["data=shapes", "train.batch_size=256", "train.momentum=0", "train.augment.shift=2",
          "train.augment.flip=true", "eval.draws=8"])))
     assert "batch 256, SGD lr" in other and "augment: shift 2px + flip" in other and "8 seeded draws" in other
+
+
+def _raise(err):
+    def write(handle):
+        handle.write(b"half of it")
+        raise err
+    return write
+
+
+@pytest.mark.parametrize("err, kind, sentence", [
+    (OSError(28, "No space left on device"), "RunError", "the disk is full; free some space"),
+    (RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 145280 vs 145168"), "RunError",
+     "the disk is full"),  # torch.save's own words for a full disk
+    (OSError(30, "Read-only file system"), "UsageError", "(the file system is read-only): choose a folder"),
+    (PermissionError(13, "Permission denied"), "UsageError", "(permission denied): choose a folder"),
+])
+def test_a_full_disk_or_read_only_folder_is_one_sentence_and_keeps_the_old_file(tmp_path, err, kind, sentence):
+    from poolbench.results import atomic_write
+
+    path = tmp_path / "summary.csv"
+    path.write_text("the previous summary\n")
+    with pytest.raises(Exception) as raised:
+        atomic_write(path, _raise(err))
+    assert type(raised.value).__name__ == kind and f"Cannot write {path}" in str(raised.value)
+    assert sentence in str(raised.value)
+    assert path.read_text() == "the previous summary\n" and [p.name for p in tmp_path.iterdir()] == ["summary.csv"]
+
+
+def test_a_run_folder_that_cannot_be_made_is_one_sentence(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    with pytest.raises(UsageError, match="permission denied"):
+        with run_dir_lock(tmp_path / "run"):
+            pass
+
+
+def test_the_cli_turns_a_full_disk_inside_hydra_into_one_sentence(monkeypatch):
+    from helpers import cli
+
+    from poolbench import cli as cli_module
+
+    def full_disk(overrides, multirun):
+        raise OSError(28, "No space left on device", "outputs/runs/x/.hydra/config.yaml")
+
+    monkeypatch.setattr(cli_module, "_hydra_main", full_disk)
+    result = cli("run", "data=shapes")
+    assert result.exit_code == 1
+    assert "error: Cannot write outputs/runs/x/.hydra/config.yaml: the disk is full" in result.output

@@ -38,7 +38,8 @@ def pool_grid_sweep(tmp_path_factory):
 def test_sweep_hands_hydra_the_default_grid_for_keys_not_given(monkeypatch):
     seen = []
     monkeypatch.setattr(cli_module, "_hydra_main", lambda overrides, multirun: seen.append((overrides, multirun)))
-    monkeypatch.setattr(cli_module.config, "check_overrides", lambda overrides: None)  # test_cli checks grids
+    monkeypatch.setattr(cli_module.config, "check_overrides",
+                        lambda overrides, multirun=True: None)  # test_cli checks grids
     result = cli("sweep", "data=shapes")
     assert result.exit_code == 0, result.output
     assert seen == [([f"pool={DEFAULT_GRID['pool']}", "seed=0,1,2", "data=shapes"], True)]
@@ -55,7 +56,10 @@ def test_a_sweep_ends_in_table_files_and_plots(pool_grid_sweep):
     output = result.output.replace("\n", "")
     for name in OUTPUT_FILES:
         assert (sweep_dir / name).is_file(), name
-        assert f"wrote {sweep_dir / name}" in output
+        if name.endswith(".png"):  # one line per plot names the PNG and its PDF and SVG
+            assert f"wrote {sweep_dir / name} (and .pdf, .svg)" in output
+        elif not name.endswith((".pdf", ".svg")):
+            assert f"wrote {sweep_dir / name}" in output
     summary = json.loads((sweep_dir / "summary.json").read_text())
     assert [row["configuration"]["pool"] for row in summary["rows"]] == sorted(POOLS, key=SWEEP_POOLS.index)
     accuracy = {m["run"]["pool"]: m["accuracy"]["test"] for m in metrics}
@@ -111,13 +115,28 @@ def test_compare_writes_beside_one_directory_or_into_a_new_folder_for_several(tm
     one = cli("compare", str(tmp_path / "a"))
     assert one.exit_code == 0, one.output
     assert "Training diverged in epoch 1" in one.output  # global seed=2 failed: the table lists it
-    assert all((tmp_path / "a" / name).is_file() for name in ("summary.csv", "summary.md", "summary.json"))
+    assert all((tmp_path / "a" / name).is_file() for name in ("summary.csv", "summary.md", "summary.json", "runs.csv"))
     monkeypatch.chdir(tmp_path)
     several = cli("compare", "a", "b")
     (out,) = (tmp_path / "outputs" / "compare").glob("*/*")
     assert re.fullmatch(r"\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d", out.relative_to(tmp_path / "outputs" / "compare").as_posix())
     summary = json.loads((out / "summary.json").read_text())
     assert summary["sources"] == ["a", "b"] and several.exit_code == 0
+
+
+def test_compare_from_python_returns_the_table_data_and_can_keep_quiet(tmp_path, capsys, no_plots):
+    from poolbench.sweep.aggregate import to_dict
+    from poolbench.sweep.compare import compare
+
+    make_sweep(tmp_path / "a")
+    summary = compare([tmp_path / "a"], quiet=True)
+    assert capsys.readouterr().out == ""
+    assert [(row.config["pool"], row.n) for row in summary.rows] == [("max", 3), ("avg", 3), ("global", 2)]
+    assert to_dict(summary)["rows"][1]["metrics"]["accuracy"]["significant"]  # summary.json's plain data
+    assert all((tmp_path / "a" / name).is_file() for name in ("summary.json", "runs.csv"))
+    unwritten = compare([tmp_path / "a"], tmp_path / "elsewhere", quiet=True, write=False)
+    assert not (tmp_path / "elsewhere").exists() and capsys.readouterr().out == ""
+    assert [row.label for row in unwritten.rows] == [row.label for row in summary.rows]
 
 
 def test_compare_of_a_folder_without_runs_exits_2(tmp_path):

@@ -19,7 +19,7 @@ and the `poolbench data` commands alike.
 from __future__ import annotations
 
 from poolbench.data import cifar10, cifar100, idx, imagefolder, mnist, shapes, svhn
-from poolbench.data.base import Source, TensorData
+from poolbench.data.base import Source, TensorData, check_num_classes
 from poolbench.errors import UsageError
 
 SOURCES: dict[str, Source] = {s.name: s for s in (
@@ -34,12 +34,14 @@ def get_source(name: str) -> Source:
 
 
 def load_dataset(data_cfg) -> TensorData:
-    """Load the dataset named by `data_cfg.name`, fetching it if allowed and needed."""
+    """Load the dataset named by `data_cfg.name`, fetching it if allowed and needed; the images must
+    have the configured shape and the labels fit data.num_classes, checked here, before any training."""
     data = get_source(str(data_cfg["name"])).load(data_cfg)
     expected = (data_cfg.channels, data_cfg.image_size, data_cfg.image_size)
     if tuple(data.train_x.shape[1:]) != expected:
         raise UsageError(f"{data.name} images are {tuple(data.train_x.shape[1:])}, config says {expected}: "
                          "fix data.channels / data.image_size.")
+    check_num_classes(data_cfg, data)
     return data
 
 

@@ -48,31 +48,39 @@ def iter_files(archive: Path) -> Iterator[tuple[PurePosixPath, bytes | None]]:
 
     The archive is read in one sequential pass (fast for .tar.xz), nothing is written to disk.
     """
-    archive = Path(archive)
+    return _members(Path(archive), read=True)
+
+
+def iter_members(archive: Path) -> Iterator[tuple[PurePosixPath, int | None]]:
+    """Yield (relative path, size in bytes) for each member, folders with None, reading no member's
+    contents: what `poolbench data info` counts, checked for unsafe names and links as iter_files is."""
+    return _members(Path(archive), read=False)
+
+
+def _members(archive: Path, read: bool):
     try:
         if str(archive).lower().endswith(".zip"):
-            yield from _iter_zip(archive)
+            yield from _iter_zip(archive, read)
         else:
-            yield from _iter_tar(archive)
+            yield from _iter_tar(archive, read)
     except _DAMAGE as err:
         raise UsageError(f"Archive {archive} is damaged or truncated ({type(err).__name__}: "
                          f"{first_line(err, 'no detail')}): copy or download it again.") from None
 
 
-def _iter_tar(archive: Path):
+def _iter_tar(archive: Path, read: bool):
     with tarfile.open(archive, "r:*") as tar:
         for member in tar:
             rel = safe_name(member.name, archive)
             if member.isdir():
                 yield rel, None
             elif member.isfile():
-                handle = tar.extractfile(member)
-                yield rel, handle.read()
+                yield rel, tar.extractfile(member).read() if read else member.size
             else:
                 _refuse_link(member.name, archive)
 
 
-def _iter_zip(archive: Path):
+def _iter_zip(archive: Path, read: bool):
     with zipfile.ZipFile(archive) as zf:
         for info in zf.infolist():
             rel = safe_name(info.filename, archive)
@@ -82,13 +90,13 @@ def _iter_zip(archive: Path):
             if info.is_dir():
                 yield rel, None
             else:
-                yield rel, zf.read(info)
+                yield rel, zf.read(info) if read else info.file_size
 
 
 def member_names(archive: Path, limit: int) -> list[PurePosixPath]:
     """The first `limit` member paths (enough to recognize a layout without reading it all)."""
     names = []
-    for rel, _ in iter_files(archive):
+    for rel, _ in iter_members(archive):
         names.append(rel)
         if len(names) >= limit:
             break

@@ -4,11 +4,12 @@ Every dataset becomes a `TensorData`: images (N, C, H, W) uint8 and labels int64
 splits. Training and evaluation index these tensors directly; there is no DataLoader and no
 per-sample Python anywhere after loading.
 
-A `Source` is one module's answer to three questions, asked by `poolbench run` and by the
-`poolbench data` commands alike, so both always look at the same files:
+A `Source` is one module's answer to three questions (a fourth where it can), asked by
+`poolbench run` and by the `poolbench data` commands alike, so both always look at the same files:
 - `load(cfg)`: the dataset as tensors (fetching it when `data.download` allows);
 - `locations(cfg)`: every file and folder it reads or writes (sources, unpacked copies, caches);
-- `checks(cfg)`: what can be verified, one `Check` per file (an MD5, or "every image decodes").
+- `checks(cfg)`: what can be verified, one `Check` per file (an MD5, or "every image decodes");
+- `contents(cfg)`, where a source can: what it holds, counted without loading (for `data info`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,24 @@ class TensorData:
 
 
 @dataclass(frozen=True)
+class Contents:
+    """What a dataset holds, as `poolbench data info` shows it. A source that can count its samples
+    without loading them (image folders: from file names) says so through `Source.contents`, so
+    info neither decodes images nor writes a cache; the others are loaded and measured."""
+
+    train: int
+    test: int
+    shape: tuple[int, ...]  # (C, H, W) of one image as a run gets it
+    classes: list[str]
+    source: str
+
+    @classmethod
+    def of(cls, data: TensorData) -> Contents:
+        return cls(len(data.train_y), len(data.test_y), tuple(data.train_x.shape[1:]), list(data.classes),
+                   data.source)
+
+
+@dataclass(frozen=True)
 class Check:
     """One verifiable thing: a file and its expected MD5, or a folder whose images must decode."""
 
@@ -58,6 +77,7 @@ class Source:
     locations: Callable[..., list[Path]]
     checks: Callable[..., Iterator[Check]]
     downloads: bool = True                             # False: nothing to fetch (generated, or the user's files)
+    contents: Callable[..., Contents | None] | None = None  # what it holds, not loaded; None (or it returns None): load
 
 
 def data_root(data_cfg) -> Path:
@@ -113,11 +133,23 @@ def fill_from_data(data_cfg, data: TensorData) -> None:
     with open_dict(data_cfg):
         if data_cfg.get("num_classes") is None:
             data_cfg.num_classes = len(data.classes)
-        elif int(data_cfg.num_classes) != len(data.classes):
-            raise UsageError(f"data.num_classes is {data_cfg.num_classes} but {data_root(data_cfg)} has "
-                             f"{len(data.classes)} class folders: set data.num_classes=null to take it from the data.")
         if data_cfg.get("mean") is None or data_cfg.get("std") is None:
             sample = data.train_x[::max(1, data.train_x.shape[0] // 10000)]  # every class, bounded memory
             pixels = sample.transpose(0, 1).flatten(1).float() / 255  # (C, n*H*W)
             data_cfg.mean = [round(v, 4) for v in pixels.mean(1).tolist()]
             data_cfg.std = [round(max(v, 1e-3), 4) for v in pixels.std(1).tolist()]
+
+
+def check_num_classes(data_cfg, data: TensorData) -> None:
+    """Refuse data.num_classes below the labels present, before training: the model would have no
+    output for the highest labels and cross-entropy would fail mid-run with an index error. More
+    outputs than labels only leaves some untrained, so a larger value is accepted."""
+    declared = data_cfg.get("num_classes")
+    if declared is None:
+        return
+    for split, labels in (("training", data.train_y), ("test", data.test_y)):
+        top = int(labels.max()) if labels.numel() else -1
+        if top >= int(declared):
+            needed = max(top + 1, len(data.classes))
+            raise UsageError(f"data.num_classes={declared} but the {split} labels go up to {top} ({needed} classes): "
+                             f"set data.num_classes={needed}, or leave it at its default.")

@@ -25,8 +25,15 @@ import numpy as np
 import torch
 
 from poolbench.data.archives import extract, is_archive, member_names
-from poolbench.data.base import Source, TensorData, data_root, md5_checks, verified_files
-from poolbench.data.imagefolder import cache_file, decode_check, describe, load_image_folder, max_pixels
+from poolbench.data.base import Contents, Source, TensorData, data_root, md5_checks, verified_files
+from poolbench.data.imagefolder import (
+    cache_file,
+    count_image_folder,
+    decode_check,
+    describe,
+    load_image_folder,
+    max_pixels,
+)
 from poolbench.errors import UsageError, first_line
 
 log = logging.getLogger(__name__)
@@ -181,10 +188,25 @@ def _from_root(data_cfg, folder: Path) -> TensorData:
 
 def _from_images(where: Layout, limit: int | None) -> TensorData:
     images = load_image_folder(where.images, where.cache.parent, IMAGE_SIZE, CHANNELS, max_pixels=limit)
-    if images.classes != CLASSES:
-        raise UsageError(f"data.source {where.images} has classes {images.classes}, not CIFAR-10's: "
-                         "use data=imagefolder data.root=... for other datasets.")
+    _check_classes(where.images, images.classes)
     return _tensors((images.train_x, images.train_y, images.test_x, images.test_y), describe(where.images, images))
+
+
+def _check_classes(source: Path, classes: list[str]) -> None:
+    if classes != CLASSES:
+        raise UsageError(f"data.source {source} has classes {classes}, not CIFAR-10's: "
+                         "use data=imagefolder data.root=... for other datasets.")
+
+
+def contents(data_cfg) -> Contents | None:
+    """Image folders are counted from their file names (no decoding, no cache written, as `data info`
+    promises); python batches are small enough to load (None)."""
+    where = layout(data_cfg)
+    if where.images is None:
+        return None
+    found = count_image_folder(where.images, where.cache.parent, IMAGE_SIZE, CHANNELS)
+    _check_classes(where.images, found.classes)
+    return found
 
 
 def _tensors(splits: tuple, source: str, unverified: list[str] | None = None) -> TensorData:
@@ -213,4 +235,5 @@ SOURCE = Source(
     load=load,
     locations=locations,
     checks=checks,
+    contents=contents,
 )

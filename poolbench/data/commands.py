@@ -15,6 +15,7 @@ from rich.table import Table
 
 from poolbench.config import compose_config
 from poolbench.data import get_source, load_dataset
+from poolbench.data.base import Contents
 from poolbench.errors import RunError, UsageError
 from poolbench.report import console, si
 
@@ -52,21 +53,30 @@ def info(dataset: str | None, overrides: list[str]) -> list[Table]:
             problem = None
         table.add_row("path", "\n".join(str(p) for p in paths) or "(generated in memory)")
         table.add_row("size", si(sum(disk_size(p) for p in paths), ".1f", binary=True, space=" ") + "B")
-        with open_dict(cfg):
-            cfg.download = False
         try:
             if problem is not None:
                 raise problem
-            data = load_dataset(cfg)
+            found = _contents(name, cfg)
         except UsageError as err:
             table.add_row("status", f"[yellow]not available[/]: {err}")
         else:
-            table.add_row("samples", f"{len(data.train_y)} train, {len(data.test_y)} test, "
-                                     f"{tuple(data.train_x.shape[1:])} uint8")
-            table.add_row("classes", f"{len(data.classes)}: {', '.join(data.classes)}")
-            table.add_row("source", data.source)
+            table.add_row("samples", f"{found.train} train, {found.test} test, {found.shape} uint8")
+            table.add_row("classes", f"{len(found.classes)}: {', '.join(found.classes)}")
+            table.add_row("source", found.source)
         tables.append(table)
     return tables
+
+
+def _contents(name: str, cfg) -> Contents:
+    """What the dataset holds: counted by its source where it can (image folders: no decoding, no
+    cache written), else loaded as a run would, but without downloading."""
+    source = get_source(name)
+    found = source.contents(cfg) if source.contents is not None else None
+    if found is not None:
+        return found
+    with open_dict(cfg):
+        cfg.download = False
+    return Contents.of(load_dataset(cfg))
 
 
 def verify(dataset: str | None, overrides: list[str]) -> Table:

@@ -11,6 +11,7 @@ declares more than `max_pixels` (data.max_pixels) is refused before anything is 
 from __future__ import annotations
 
 import io
+import re
 import struct
 import warnings
 from functools import cache
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from poolbench.errors import UsageError
+from poolbench.errors import UsageError, first_line
 
 DECODE_CHUNK = 2048  # JPEGs per batched decode call
 PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}  # channels -> PIL mode; torchvision's come from _read_modes()
@@ -175,8 +176,8 @@ def _decode_one(data: torch.Tensor, name: str, mode, channels: int) -> torch.Ten
 
     try:
         return decode_image(data, mode=mode)
-    except Exception:
-        pass
+    except Exception as err:
+        torch_err = err
     try:  # formats torchvision does not decode (BMP, TIFF, ...)
         import numpy as np
         from PIL import Image
@@ -184,9 +185,30 @@ def _decode_one(data: torch.Tensor, name: str, mode, channels: int) -> torch.Ten
         with Image.open(io.BytesIO(data.numpy().tobytes())) as image:
             array = np.array(image.convert(PIL_MODES[channels]))
     except Exception as err:
-        raise UsageError(f"Cannot read image {name} ({type(err).__name__}: {err}): fix or delete the file.") from None
+        raise UsageError(f"{name} cannot be decoded ({why_undecodable(data.numel(), torch_err, err)}): "
+                         "fix or delete the file.") from None
     tensor = torch.from_numpy(array)
     return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1)
+
+
+_TORCH_PLACE = re.compile(r"^\w+, \S+:\d+, ")  # torchvision's "decode_jpeg, /__w/.../decode_jpeg.cpp:171, "
+_OBJECT = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")  # what PIL calls the bytes it was handed
+
+
+def why_undecodable(size: int, torch_err: BaseException, pil_err: BaseException) -> str:
+    """Why neither decoder read a file, in words a user can act on. PIL's "cannot identify image file
+    <_io.BytesIO object at 0x...>" names only the in-memory copy it was given, so then torchvision's
+    reason is used where it knew the format ("Image is incomplete or truncated"), else a plain one."""
+    from PIL import UnidentifiedImageError
+
+    if size == 0:
+        return "the file is empty"
+    if not isinstance(pil_err, UnidentifiedImageError):
+        return f"{type(pil_err).__name__}: {_OBJECT.sub('the file', first_line(pil_err))}"
+    reason = _TORCH_PLACE.sub("", first_line(torch_err))
+    if not reason or reason.startswith("Unsupported image file"):
+        return "not an image in a format torchvision or PIL reads"
+    return _OBJECT.sub("the file", reason)
 
 
 def _fit(image: torch.Tensor, image_size: int, channels: int, name: str) -> torch.Tensor:

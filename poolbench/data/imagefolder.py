@@ -6,7 +6,9 @@ them to one cache file; later loads read only that file. The cache key covers th
 path, every file's path inside it (class folder included), size and modification time (an
 archive: its own size and modification time) and the requested size and channels, so a changed,
 added, removed or relabelled (moved) image is decoded again. The cache holds a SHA-256 of its
-tensors, checked on every load: a damaged cache is decoded again, with a warning.
+tensors, checked on every load: a damaged cache is decoded again, with a warning, and a cache
+folder that cannot be written only costs a warning (the cache is an optimization, never needed).
+`poolbench data info` counts a source from its file names alone (`count_image_folder`).
 """
 
 from __future__ import annotations
@@ -22,10 +24,10 @@ from pathlib import Path, PurePosixPath
 import torch
 from rich.markup import escape
 
-from poolbench.data.archives import is_archive, iter_files
-from poolbench.data.base import Check, Source, TensorData, data_root, fill_from_data
+from poolbench.data.archives import is_archive, iter_files, iter_members
+from poolbench.data.base import Check, Contents, Source, TensorData, data_root, fill_from_data
 from poolbench.data.decode import PIL_MODES, decode_images
-from poolbench.errors import UsageError
+from poolbench.errors import UsageError, first_line
 from poolbench.report import console
 from poolbench.results import save_checkpoint
 
@@ -53,20 +55,14 @@ def load_image_folder(source: Path, cache_dir: Path, image_size: int, channels: 
     """The dataset at `source` (folder or archive) as tensors, from the cache when it is current
     (`refresh`: decode every image again and rewrite the cache). An image whose header declares
     more than `max_pixels` pixels is refused before decoding (None: data.max_pixels' default)."""
-    source = Path(source).expanduser()
-    if not source.exists():
-        raise UsageError(f"{source} does not exist: point data.root (or data.source) at a folder or archive; "
-                         f"{LAYOUT_HINT}.")
-    if channels not in PIL_MODES:
-        raise UsageError(f"data.channels must be 1, 3 or 4 for image folders, got {channels}.")
+    source = _existing(source, channels)
     cache = cache_file(source, cache_dir, image_size, channels)
     cached = None if refresh else _read_cache(cache, image_size, channels, source)
     if cached is not None:
         return cached
     console.print(f"[dim]decoding {source} once; later runs read {cache}[/]", soft_wrap=True)
     started = time.perf_counter()
-    entries = iter_files(source) if is_archive(source) else _folder_entries(source)
-    splits, classes = _layout(entries, source)
+    splits, classes = _layout(iter_files(source) if is_archive(source) else _folder_entries(source), source)
     tensors = {}
     for split in SPLITS:
         names = [name for name, _, _ in splits[split]]
@@ -75,9 +71,44 @@ def load_image_folder(source: Path, cache_dir: Path, image_size: int, channels: 
         tensors[f"{split}_y"] = torch.tensor([label for _, label, _ in splits[split]], dtype=torch.long)
     seconds = time.perf_counter() - started
     log.info("decoded %s in %.1f s; cache %s", source, seconds, cache)
-    save_checkpoint(cache, {**tensors, "classes": classes, "source": str(source), "version": CACHE_VERSION,
-                            "checksum": checksum(tensors, classes)})
+    _write_cache(cache, {**tensors, "classes": classes, "source": str(source), "version": CACHE_VERSION,
+                         "checksum": checksum(tensors, classes)})
     return FolderImages(**tensors, classes=classes, cache=cache, decode_seconds=seconds)
+
+
+def count_image_folder(source: Path, cache_dir: Path, image_size: int, channels: int) -> Contents:
+    """What `source` holds, from its file names alone (an archive's member list, a folder's tree):
+    `poolbench data info` promises to fetch nothing, so it decodes no image and writes no cache."""
+    source = _existing(source, channels)
+    splits, classes = _layout(iter_members(source) if is_archive(source) else _folder_entries(source), source)
+    cache = cache_file(source, cache_dir, image_size, channels)
+    state = f"cache {cache}" if cache.is_file() else f"not decoded yet; a run decodes it into {cache}"
+    return Contents(len(splits["train"]), len(splits["test"]), (channels, image_size, image_size), classes,
+                    f"{source} ({state})")
+
+
+def _existing(source: Path, channels: int) -> Path:
+    """`source` with ~ expanded, once it is known to exist and `channels` to be decodable."""
+    source = Path(source).expanduser()
+    if not source.exists():
+        raise UsageError(f"{source} does not exist: point data.root (or data.source) at a folder or archive; "
+                         f"{LAYOUT_HINT}.")
+    if channels not in PIL_MODES:
+        raise UsageError(f"data.channels must be 1, 3 or 4 for image folders, got {channels}.")
+    return source
+
+
+def _write_cache(cache: Path, saved: dict) -> None:
+    """Save the decoded tensors. The cache only saves the next run a decode, so a folder that cannot
+    take it (read-only data.cache, a full disk) gets a one-line warning and the run goes on."""
+    try:
+        save_checkpoint(cache, saved)
+    except OSError as err:
+        reason = err.strerror or first_line(err)
+        console.print(f"[yellow]warning:[/] cannot write the decoded-image cache in {escape(str(cache.parent))} "
+                      f"({escape(reason)}): going on without it, so the next run decodes again; make the folder "
+                      "writable or point the cache elsewhere.", soft_wrap=True)
+        log.warning("cannot write the cache %s (%s): going on without it", cache, reason)
 
 
 def cache_file(source: Path, cache_dir: Path, image_size: int, channels: int) -> Path:
@@ -157,7 +188,12 @@ def _hidden(parts) -> bool:
 
 
 def _layout(entries, source: Path):
-    """Sort entries into splits and classes: (split -> [(name, label, bytes)], classes)."""
+    """Sort entries into splits and classes: (split -> [(name, label, blob)], classes).
+
+    An entry is (path inside `source`, blob): blob is None for a folder, the file's Path in a
+    folder, its bytes (or only its size, when counting) in an archive. A file's name, which every
+    error about it shows, is its path; an archive member's is "<member> in <archive>".
+    """
     found: dict[tuple, dict[str, dict[str, list]]] = {}  # prefix -> split -> class -> [(name, blob)]
     for rel, blob in entries:
         parts = rel.parts
@@ -191,11 +227,9 @@ def _layout(entries, source: Path):
         rows = []
         for label, name in enumerate(classes):
             for member, blob in sorted(tree[split].get(name, []), key=lambda item: item[0]):
-                rows.append((f"{source}:{member}" if isinstance(blob, bytes) else str(blob), label, blob))
+                rows.append((str(blob) if isinstance(blob, Path) else f"{member} in {source}", label, blob))
         splits[split] = rows
     return splits, classes
-
-
 
 
 # ------------------------------------------------------------------ data=imagefolder
@@ -240,6 +274,11 @@ def locations(data_cfg) -> list[Path]:
     return [source, cache_file(source, cache_dir, size, channels)] if source.exists() else [source]
 
 
+def contents(data_cfg) -> Contents:
+    source, cache_dir, size, channels, _ = _settings(data_cfg)
+    return count_image_folder(source, cache_dir, size, channels)
+
+
 def decode_check(source: Path, cache_dir: Path, size: int, channels: int, limit: int | None = None) -> Check:
     """An image-folder source is checked by decoding every image afresh (the cache is rewritten)."""
     try:
@@ -257,5 +296,6 @@ SOURCE = Source(
     load=load,
     locations=locations,
     checks=lambda cfg: iter([decode_check(*_settings(cfg))]),
+    contents=contents,
     downloads=False,
 )

@@ -67,6 +67,7 @@ class Row:
     has_baseline: bool = False
     flops_uncounted: list[str] = field(default_factory=list)  # ops the FLOP counter could not count
     timing: dict | None = None   # this configuration's entry of the quiet timing pass, when there is one
+    superseded: list[RunDir] = field(default_factory=list)  # a seed's older runs, left out (runs.csv lists them)
 
     @property
     def done(self) -> list[RunDir]:
@@ -123,7 +124,8 @@ def summarize(paths: list[Path], timing_dirs: list[Path] = ()) -> Summary:
             new = next(run for run in kept if run.seed == old.seed)
             notes.append(f"seed {old.seed} of {_plain(old.config)} ran twice: kept {new.path}, "
                          f"left out {old.path} ({old.status})")
-        rows.append(Row(config=runs[0].config, runs=sorted(kept, key=lambda r: (r.seed is None, r.seed or 0))))
+        rows.append(Row(config=runs[0].config, runs=sorted(kept, key=lambda r: (r.seed is None, r.seed or 0)),
+                        superseded=dropped))
     rows.sort(key=lambda row: _row_order(row.config))
     common = _label_rows(rows)
     complete_rows = [row for row in rows if row.done]

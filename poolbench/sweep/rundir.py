@@ -24,6 +24,9 @@ from poolbench.results import CHECKPOINT_FILE, METRICS_FILE, run_protocol
 RESUMABLE = ("interrupted", "running", "killed")  # stopped before the end: a checkpoint may continue it
 # Keys that identify a run's seed or are read from `run` instead of the overrides.
 _NOT_CONFIG_KEYS = {"seed", "pool", "data"}
+# Keys that change where results are mirrored or what a search optimizes, not what was trained:
+# runs differing only in these are one configuration (and a rerun with other trackers matches its jobs).
+_BOOKKEEPING = ("logger", "optimized_metric")
 
 
 @dataclass
@@ -98,7 +101,8 @@ def config_from_overrides(overrides: list[str]) -> dict[str, str]:
     config = {}
     for item in overrides:
         key, _, value = str(item).partition("=")
-        if key.lstrip("+~") not in _NOT_CONFIG_KEYS and not key.startswith("hydra"):
+        name = key.lstrip("+~")
+        if name not in _NOT_CONFIG_KEYS and not key.startswith("hydra") and name.split(".")[0] not in _BOOKKEEPING:
             config[key] = value
     return config
 

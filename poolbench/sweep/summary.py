@@ -17,13 +17,14 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from poolbench.report import UNCOUNTED_MARK, si
+from poolbench.report import UNCOUNTED_MARK, FittedTables, si
 from poolbench.report import console as default_console
 from poolbench.results import write_json, write_text
 from poolbench.sweep.aggregate import FEW_SEEDS, METRICS, PARETO_METRICS, SIGNIFICANCE, Metric, Row, Summary, to_dict
 from poolbench.sweep.grid import BASELINE_POOL
+from poolbench.sweep.tidy import RUNS_FILE, runs_csv_text
 
-SUMMARY_FILES = ("summary.csv", "summary.md", "summary.json")
+SUMMARY_FILES = ("summary.csv", "summary.md", "summary.json", RUNS_FILE)
 PARETO_MARK = "★"
 WELCH_MARK = "W"      # after a difference: tested with Welch's t-test (the two rows' seeds differ)
 
@@ -100,33 +101,66 @@ def caption(summary: Summary) -> str:
     return "; ".join(part for part in parts if part)
 
 
-def rich_table(summary: Summary, title: str = "comparison") -> Table:
-    """Narrow cells (mean, ±CI and difference on three lines) so 80 columns fit six operators."""
-    table = Table(title=title, caption=caption(summary), show_lines=True, box=box.SIMPLE_HEAD,
-                  caption_justify="left", collapse_padding=True, pad_edge=False)
-    table.add_column("config", no_wrap=True, min_width=max([len(r.label) for r in summary.rows] + [8]))
-    for metric in METRICS:
-        words = header(metric).split()
-        table.add_column("\n".join(words), justify="right", min_width=max(len(w) for w in words))
-    table.add_column(PARETO_MARK, justify="center")
+PARETO_COLUMN = "pareto"
+# Where a table too wide for the console splits first: quality, then speed and size, then the star.
+COLUMN_GROUPS = [["accuracy", "consistency", "flip_rate_1px"],
+                 ["infer_images_per_s", "train_images_per_s", "params", "flops_per_image"], [PARETO_COLUMN]]
+
+
+def rich_table(summary: Summary, title: str | None = "comparison", columns: list[str] | None = None,
+               with_caption: bool = True) -> Table:
+    """The configuration column and `columns` (default: every metric, then the Pareto star).
+
+    Narrow cells (mean, ±CI and difference on three lines) so 80 columns fit six operators. Only
+    the configuration column wraps (at spaces, down to its longest word); numbers never wrap, and
+    a console too narrow for the whole table gets it in parts (comparison_table).
+    """
+    columns = columns if columns is not None else [column for group in COLUMN_GROUPS for column in group]
+    metrics = {metric.key: metric for metric in METRICS}
+    table = Table(title=title, caption=caption(summary) if with_caption else None, show_lines=True,
+                  box=box.SIMPLE_HEAD, caption_justify="left", collapse_padding=True, pad_edge=False)
+    label_width = max([len(word) for r in summary.rows for word in r.label.split()] + [8])
+    table.add_column("config", overflow="fold", min_width=label_width)
+    for key in columns:
+        if key == PARETO_COLUMN:
+            table.add_column(PARETO_MARK, justify="center", no_wrap=True)
+            continue
+        words = header(metrics[key]).split()
+        table.add_column("\n".join(words), justify="right", no_wrap=True, min_width=max(len(w) for w in words))
     for row in summary.rows:
-        cells = []
-        for metric in METRICS:
-            entry = row.stats.get(metric.key)
-            if entry is None:
-                cells.append("[red]failed[/]" if not row.n else "n/a")
-                continue
-            style = "bold green" if metric.key in row.best else ""
-            text = mean_text(metric, entry, sep="\n", row=row)
-            text = f"[{style}]{text}[/]" if style else text
-            diff = diff_text(row, metric, entry)
-            cells.append(text + (f"\n[dim]{diff}[/]" if diff else ""))
-        failed = len(row.runs) - row.n
-        n_cell = f"n={row.n}" + (" [yellow](few)[/]" if row.few_seeds else "") + (
-            f"\n[red]{failed} failed[/]" if failed else "")
-        name = row.label + ("\n[dim]baseline[/]" if row.config.get("pool") == BASELINE_POOL else "")
-        table.add_row(f"{name}\n{n_cell}", *cells, PARETO_MARK if row.pareto else "")
+        cells = [(PARETO_MARK if row.pareto else "") if key == PARETO_COLUMN else _cell(row, metrics[key])
+                 for key in columns]
+        table.add_row(_config_cell(row), *cells)
     return table
+
+
+def _cell(row: Row, metric: Metric) -> str:
+    """Mean (bold when best), ±CI and the difference from the baseline, one to a line."""
+    entry = row.stats.get(metric.key)
+    if entry is None:
+        return "[red]failed[/]" if not row.n else "n/a"
+    text = mean_text(metric, entry, sep="\n", row=row)
+    text = f"[bold green]{text}[/]" if metric.key in row.best else text
+    diff = diff_text(row, metric, entry)
+    return text + (f"\n[dim]{diff}[/]" if diff else "")
+
+
+def _config_cell(row: Row) -> str:
+    failed = len(row.runs) - row.n
+    n_cell = f"n={row.n}" + (" [yellow](few)[/]" if row.few_seeds else "") + (
+        f"\n[red]{failed} failed[/]" if failed else "")
+    name = row.label + ("\n[dim]baseline[/]" if row.config.get("pool") == BASELINE_POOL else "")
+    return f"{name}\n{n_cell}"
+
+
+def comparison_table(summary: Summary, title: str = "comparison") -> FittedTables:
+    """The table as printed: whole where the console is wide enough, else quality columns, then speed
+    and size (each part with the configuration column), the caption under the last."""
+
+    def build(columns: list[str], index: int, count: int) -> Table:
+        return rich_table(summary, title if index == 0 else None, columns, with_caption=index == count - 1)
+
+    return FittedTables(build, COLUMN_GROUPS, note="; summary.md holds the whole table")
 
 
 def failed_lines(summary: Summary) -> list[str]:
@@ -198,25 +232,46 @@ def write_summary_files(summary: Summary, out_dir: Path, title: str = "compariso
     write_text(paths[0], csv_text(summary))
     write_text(paths[1], markdown(summary, title))
     write_json(paths[2], to_dict(summary))
+    write_text(paths[3], runs_csv_text(summary))
     return paths
 
 
-def publish(summary: Summary, out_dir: Path, title: str = "comparison", out: Console = default_console) -> list[Path]:
-    """Print the table (and any failed jobs), write the summary files and plots, print their paths."""
-    from poolbench.sweep.plots import write_plots  # matplotlib loads only here
-
-    out.print(rich_table(summary, title))
+def show(summary: Summary, title: str = "comparison", out: Console = default_console) -> None:
+    """The table (in parts on a narrow console), any failed jobs and the notes."""
+    out.print(comparison_table(summary, title))
     if summary.failed:
         out.print("jobs that did not complete (rerun the same sweep into the same directory to retry only these):")
         for line in failed_lines(summary):
             out.print(line, soft_wrap=True)
     for note in summary.notes:
         out.print(f"[yellow]note:[/] {note}", soft_wrap=True)
+
+
+def wrote_lines(paths: list[Path]) -> list[str]:
+    """"wrote DIR/x.png (and .pdf, .svg)": one line per file, a plot's other formats on its PNG's line."""
+    groups: list[list[Path]] = []
+    for path in paths:
+        if groups and groups[-1][0].suffix == ".png" and path.with_suffix(".png") == groups[-1][0]:
+            groups[-1].append(path)
+        else:
+            groups.append([path])
+    return [f"wrote [bold]{same[0]}[/]" + (f" (and {', '.join(p.suffix for p in same[1:])})" if same[1:] else "")
+            for same in groups]
+
+
+def publish(summary: Summary, out_dir: Path, title: str = "comparison", out: Console = default_console,
+            quiet: bool = False) -> list[Path]:
+    """Print the table (unless quiet), write the summary files and plots, print their paths (unless quiet)."""
+    from poolbench.sweep.plots import write_plots  # matplotlib loads only here
+
+    if not quiet:
+        show(summary, title, out)
     paths = write_summary_files(summary, out_dir, title)
     try:
         paths += write_plots(summary, out_dir)
     except ImportError:
-        out.print("[yellow]note:[/] plots need matplotlib: pip install 'poolbench[sweep]'", soft_wrap=True)
-    for path in paths:
-        out.print(f"wrote [bold]{path}[/]", soft_wrap=True)
+        if not quiet:
+            out.print("[yellow]note:[/] plots need matplotlib: pip install 'poolbench[sweep]'", soft_wrap=True)
+    for line in [] if quiet else wrote_lines(paths):
+        out.print(line, soft_wrap=True)
     return paths
