@@ -11,7 +11,7 @@ from poolbench.config import compose_config, config_dir, group_options
 from poolbench.data import SOURCES
 from poolbench.model import build_model, count_params
 from poolbench.pools import POOLS, build_pool, pool_names
-from poolbench.report import flops_text, si
+from poolbench.report import FittedTables, flops_text, si
 from poolbench.speed import count_flops
 
 
@@ -27,30 +27,45 @@ def added_parameters(name: str, widths: list[int] | None = None) -> int:
                if p.requires_grad)
 
 
-def operator_table() -> Table:
+# Columns of the operator table in the groups it keeps together when split to fit a narrow console;
+# the text columns wrap at their spaces down to these widths before the table is split.
+OPERATOR_COLUMNS = [["what it does", "params", "output size"], ["options", "reference"]]
+WRAP_WIDTHS = {"what it does": 24, "options": 14, "reference": 16}
+
+
+def operator_table() -> FittedTables:
+    """Every operator: what it does, options, parameters, size rule, reference; at 80 columns the
+    options and references stack under the rest (with the names repeated), nothing is cut."""
     widths = default_widths()
-    table = Table(title="operators (pool=NAME)",
-                  caption=f"params: learnable parameters it adds to the default model (stages "
-                          f"{', '.join(map(str, widths))}); options: pool.KEY=VALUE overrides; H: input height "
-                          "(width alike)")
-    for column, style in (("name", "bold cyan"), ("what it does", ""), ("options", "green"),
-                          ("params", ""), ("output size", ""), ("reference", "dim")):
-        table.add_column(column, style=style or None, justify="right" if column == "params" else "left",
-                         no_wrap=column in ("name", "params", "output size"),
-                         max_width={"options": 17, "reference": 22}.get(column))
-    for name in pool_names():
-        spec = POOLS[name]
-        options = " ".join(f"{k}={_short(v)}" for k, v in spec.options().items()) or "-"
-        table.add_row(name, spec.description, options, f"{added_parameters(name, widths):,}", spec.size_rule,
-                      spec.reference)
-    return table
+    rows = {name: {"what it does": POOLS[name].description,
+                   "options": " ".join(f"{k}={_short(v)}" for k, v in POOLS[name].options().items()) or "-",
+                   "params": f"{added_parameters(name, widths):,}", "output size": POOLS[name].size_rule,
+                   "reference": POOLS[name].reference} for name in pool_names()}
+
+    def build(columns: list[str], index: int, count: int) -> Table:
+        table = Table(title="operators (pool=NAME)" if index == 0 else None,
+                      caption=f"params: learnable parameters it adds to the default model (stages "
+                              f"{', '.join(map(str, widths))}); options: pool.KEY=VALUE overrides; H: input height "
+                              "(width alike)" if index == count - 1 else None)
+        table.add_column("name", style="bold cyan", no_wrap=True)
+        for column in columns:
+            table.add_column(column, style={"options": "green", "reference": "dim"}.get(column),
+                             justify="right" if column == "params" else "left",
+                             no_wrap=column not in WRAP_WIDTHS, min_width=WRAP_WIDTHS.get(column),
+                             overflow="fold")
+        for name, row in rows.items():
+            table.add_row(name, *(row[c] for c in columns))
+        return table
+
+    return FittedTables(build, OPERATOR_COLUMNS)
 
 
 def option_table() -> Table:
     """Every operator option: the key to set, its default (from the class) and what it does."""
     table = Table(title="operator options (pool=NAME pool.KEY=VALUE)")
     for column in ("pool", "key", "default", "meaning"):
-        table.add_column(column, style="bold cyan" if column == "pool" else "green" if column == "key" else None)
+        table.add_column(column, style="bold cyan" if column == "pool" else "green" if column == "key" else None,
+                         overflow="fold")  # a narrow console wraps a cell, never cuts it
     for name in pool_names():
         spec = POOLS[name]
         for key, default in spec.options().items():

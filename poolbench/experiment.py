@@ -20,7 +20,7 @@ from poolbench.config import load_run_config, validate
 from poolbench.data import load_dataset
 from poolbench.data.transforms import Normalizer
 from poolbench.environment import environment
-from poolbench.errors import PoolbenchError, RunError
+from poolbench.errors import PoolbenchError, RunError, UsageError
 from poolbench.evaluate import invariance
 from poolbench.model import count_params, inference_copy
 from poolbench.report import TrainProgress, config_summary, console, results_table, shift_table
@@ -36,7 +36,7 @@ from poolbench.results import (
 from poolbench.runtime import autocast_for, compute_dtype, model_on, select_device, set_threads, stop_on_signals
 from poolbench.speed import add_mfu, count_flops, matmul_rate_once, throughput
 from poolbench.trackers import Trackers, final_scalars, open_trackers
-from poolbench.train import load_resume, train
+from poolbench.train import load_resume, settings_differ, train
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ def _run_experiment(cfg, run_dir: Path, overrides: list[str], show_progress: boo
     console.print(config_summary(cfg, device.type))
     log.info("config:\n%s", OmegaConf.to_yaml(cfg))
     trackers = Trackers()  # none open yet
+    phase = "setup"  # what an interrupt stops: setup (nothing kept yet), training, evaluation
 
     def epoch_done(record: dict) -> None:  # one line per epoch in the log file; the trackers mirror the history
         log.info("epoch %d/%d: %s", record["epoch"], int(cfg.train.epochs), _pairs(record, skip="epoch"))
@@ -82,9 +83,11 @@ def _run_experiment(cfg, run_dir: Path, overrides: list[str], show_progress: boo
                           soft_wrap=True)
         torch.manual_seed(int(cfg.seed))
         model = model_on(cfg, device)
+        phase = "training"
         with TrainProgress() if show_progress else contextlib.nullcontext() as progress:
             state = train(cfg, model, data, device, run_dir / CHECKPOINT_FILE, progress=progress,
                           resume=resume, stop=stop, on_epoch=epoch_done)
+        phase = "evaluation"
         metrics["history"] = state.history
         metrics["time"]["train_s"] = state.train_seconds
         eval_started = time.perf_counter()
@@ -96,10 +99,7 @@ def _run_experiment(cfg, run_dir: Path, overrides: list[str], show_progress: boo
         if hasattr(err, "state"):  # stopped cleanly between steps: a checkpoint is there to resume
             metrics["history"] = err.state.history
             metrics["time"]["train_s"] = err.state.train_seconds
-            metrics["resume_with"] = f"train.resume={run_dir}"
-            again = [o for o in overrides if not o.startswith("train.resume=")] + [f"train.resume={run_dir}"]
-            console.print(f"interrupted: checkpoint saved; continue with: poolbench run {escape(shlex.join(again))}",
-                          soft_wrap=True)
+        _say_what_was_kept(metrics, phase, run_dir, overrides, checkpointed=hasattr(err, "state"))
         raise
     except PoolbenchError as err:
         metrics["status"] = "failed"
@@ -120,6 +120,22 @@ def _run_experiment(cfg, run_dir: Path, overrides: list[str], show_progress: boo
     console.print(shift_table(metrics))
     console.print(f"run directory: [bold]{run_dir}[/]")
     return metrics
+
+
+def _say_what_was_kept(metrics: dict, phase: str, run_dir: Path, overrides: list[str], checkpointed: bool) -> None:
+    """After Ctrl-C or SIGTERM: what the run kept and the command that goes on (shell-quoted).
+    `checkpointed`: training stopped between steps and saved a checkpoint (TrainingInterrupted); a
+    second signal mid-epoch leaves the last epoch's checkpoint, if there is one yet."""
+    if not (checkpointed or (phase != "setup" and (run_dir / CHECKPOINT_FILE).is_file())):
+        again = shlex.join(overrides)
+        console.print(f"interrupted before training started: nothing to keep; run it again with: "
+                      f"poolbench run {escape(again)}", soft_wrap=True)
+        return
+    metrics["resume_with"] = f"train.resume={run_dir}"
+    again = shlex.join([o for o in overrides if not o.startswith("train.resume=")] + [f"train.resume={run_dir}"])
+    kept = {"training": "checkpoint saved",
+            "evaluation": "training finished and its checkpoint is saved; only the evaluation is left"}[phase]
+    console.print(f"interrupted during {phase}: {kept}; continue with: poolbench run {escape(again)}", soft_wrap=True)
 
 
 def _pairs(values: dict, skip: str = "") -> str:
@@ -170,6 +186,10 @@ def evaluate_run(run_dir: Path) -> dict:
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
+    edited = settings_differ(cfg, checkpoint["config"]) if "config" in checkpoint else []
+    if edited:  # .hydra/config.yaml changed after training: measuring would mislabel the weights
+        raise UsageError(f"{run_dir / '.hydra' / 'config.yaml'} no longer matches the config its checkpoint was "
+                         f"trained with: {', '.join(edited[:4])}; restore the file, or rerun the experiment.")
     set_threads(cfg.threads)
     device = select_device(str(cfg.device))
     started = time.perf_counter()

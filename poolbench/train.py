@@ -193,7 +193,21 @@ def _restore(ckpt: dict, model, optimizer, generator, device, steps_per_epoch: i
 
 # Keys that may change when a run is resumed: where data lives, machine settings, evaluation, trackers.
 RESUME_MAY_DIFFER = ("train.resume", "threads", "device", "eval.", "data_home", "data.root", "data.source",
-                     "data.download", "data.cache", "data.max_pixels", "logger.")
+                     "data.download", "data.cache", "data.max_pixels", "logger.", "optimized_metric")
+MEASURED_FROM_DATA = ("data.num_classes", "data.mean", "data.std")  # null in a config: filled in from the data
+
+
+def settings_differ(now, then) -> list[str]:
+    """The keys (with both values) where config `now` trains something else than `then` did: the
+    settings a resume or an evaluation may not change. Both are configs or plain containers."""
+    def flat(cfg):
+        return _flatten(OmegaConf.to_container(cfg, resolve=True) if not isinstance(cfg, dict) else cfg)
+
+    now, then = flat(now), flat(then)
+    keys = sorted(key for key in set(now) | set(then) if now.get(key) != then.get(key)
+                  and not key.startswith(RESUME_MAY_DIFFER)
+                  and not (now.get(key) is None and key.startswith(MEASURED_FROM_DATA)))
+    return [f"{k}={now.get(k)} (run has {then.get(k)})" for k in keys]
 
 
 def load_resume(cfg) -> dict:
@@ -202,12 +216,9 @@ def load_resume(cfg) -> dict:
     saved = load_run_config(run_dir)  # also says clearly when run_dir is not a run
     path = run_dir / CHECKPOINT_FILE
     ckpt = load_checkpoint(path) if path.is_file() else None
-    now = _flatten(OmegaConf.to_container(cfg, resolve=True))
-    then = _flatten(ckpt["config"] if ckpt and "config" in ckpt else OmegaConf.to_container(saved, resolve=True))
-    differ = sorted(key for key in set(now) | set(then)
-                    if now.get(key) != then.get(key) and not key.startswith(RESUME_MAY_DIFFER))
+    differ = settings_differ(cfg, ckpt["config"] if ckpt and "config" in ckpt else saved)
     if differ:
-        shown = ", ".join(f"{k}={now.get(k)} (run has {then.get(k)})" for k in differ[:4])
+        shown = ", ".join(differ[:4])
         raise UsageError(f"train.resume={run_dir} continues that run, but these settings differ: {shown}; "
                          "pass the run's own overrides (see its .hydra/overrides.yaml).")
     return ckpt if ckpt is not None else load_checkpoint(path)  # the latter says the checkpoint is missing

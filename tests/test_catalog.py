@@ -40,3 +40,22 @@ def test_backbone_rows_count_every_backbone_with_every_operator(monkeypatch):
     # a stride-1 convolution before the operator costs more than the stride-2 one it replaces
     assert rows["max"]["resnet20"]["flops"] > rows["strided"]["resnet20"]["flops"]
     assert rows["max"]["small"]["uncounted"] == []
+
+
+def test_the_operator_table_fits_80_columns_without_cutting_a_word():
+    from rich.console import Console
+
+    from poolbench.catalog import operator_table
+
+    table = operator_table()
+    for width in (80, 120):
+        console = Console(width=width)
+        with console.capture() as captured:
+            console.print(table)
+        text = captured.get()
+        assert "…" not in text and max(len(line) for line in text.splitlines()) <= width
+        words = " ".join(text.replace("│", " ").split())
+        for name in NAMES:
+            spec = POOLS[name]
+            assert name in words and spec.reference.split()[0] in words
+            assert all(word in words for word in spec.description.split()), (name, width)

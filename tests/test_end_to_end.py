@@ -1,5 +1,5 @@
-"""The few checks that need real processes: a plain run as a user starts it, and Ctrl-C (SIGINT)
-during a sweep, continued by a rerun (SIGTERM during a run: a slow test). Everything else about the
+"""The few checks that need real processes: a plain run as a user starts it; Ctrl-C (SIGINT) during a
+sweep, continued by a rerun, and SIGTERM during a run are slow tests. Everything else about the
 command line runs in-process (test_cli.py, test_sweep_callback.py, test_experiment.py)."""
 
 import json
@@ -92,6 +92,7 @@ def test_sigterm_also_stops_cleanly(tmp_path):
     assert not list((tmp_path / "run").glob(".*.tmp"))  # no half-written file left behind
 
 
+@pytest.mark.slow  # 10-12 s; in the default run: resume bit for bit (test_train), a sweep's rerun (test_sweep_callback)
 def test_ctrl_c_stops_a_sweep_cleanly_and_a_rerun_continues_it_as_if_never_stopped(tmp_path, no_plots):
     """Ctrl-C (SIGINT) during a sweep's job: it checkpoints and stops, the sweep says what it has and how to
     go on; the rerun continues the job from its checkpoint, bit for bit. (One job keeps it short: which

@@ -73,7 +73,8 @@ def test_training_stopped_between_steps_records_how_to_continue(tmp_path, monkey
     assert f"continue with: poolbench run pool=max train.resume={tmp_path}" in out  # the old resume replaced
 
 
-def test_an_interrupt_before_training_leaves_an_interrupted_run_without_a_resume_hint(tmp_path, monkeypatch):
+def test_an_interrupt_before_training_leaves_an_interrupted_run_without_a_resume_hint(tmp_path, monkeypatch,
+                                                                                    capsys):
     import poolbench.experiment as experiment
 
     def interrupted(*args, **kwargs):
@@ -81,9 +82,40 @@ def test_an_interrupt_before_training_leaves_an_interrupted_run_without_a_resume
 
     monkeypatch.setattr(experiment, "load_dataset", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        run_experiment(compose_config(QUICK), tmp_path, [], show_progress=False)
+        run_experiment(compose_config(QUICK), tmp_path, ["pool=max", "data.root=/my data"], show_progress=False)
     metrics = read_metrics(tmp_path)
     assert metrics["status"] == "interrupted" and "resume_with" not in metrics and metrics["history"] == []
+    out = capsys.readouterr().out.replace("\n", "")
+    assert "interrupted before training started: nothing to keep; run it again with: " \
+           "poolbench run pool=max 'data.root=/my data'" in out  # quoted for a shell
+
+
+def test_an_interrupt_during_evaluation_says_training_is_kept_and_the_resume_finishes_it(tmp_path, monkeypatch,
+                                                                                      capsys):
+    from omegaconf import OmegaConf
+
+    import poolbench.experiment as experiment
+
+    run_dir = tmp_path / "my run"
+    measure = experiment.measure
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment, "measure", interrupted)
+    (run_dir / ".hydra").mkdir(parents=True)
+    OmegaConf.save(compose_config(QUICK), run_dir / ".hydra" / "config.yaml")  # as Hydra leaves it
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(compose_config(QUICK), run_dir, ["pool=max"], show_progress=False)
+    first = read_metrics(run_dir)
+    assert first["status"] == "interrupted" and first["resume_with"] == f"train.resume={run_dir}"
+    out = capsys.readouterr().out.replace("\n", "")
+    assert ("interrupted during evaluation: training finished and its checkpoint is saved; only the evaluation is "
+            f"left; continue with: poolbench run pool=max 'train.resume={run_dir}'") in out
+    monkeypatch.setattr(experiment, "measure", measure)
+    resumed = run_experiment(compose_config([*QUICK, f"train.resume={run_dir}"]), tmp_path / "again", [],
+                             show_progress=False)
+    assert resumed["status"] == "complete" and resumed["history"] == first["history"]
 
 
 def test_an_unexpected_error_is_recorded_with_its_type(tmp_path, monkeypatch):
@@ -127,6 +159,15 @@ def test_resuming_a_finished_run_ends_with_its_own_checkpoint_that_eval_reads(tm
     assert (second / "model.pt").is_file()
     evaluated = cli("eval", str(second))
     assert evaluated.exit_code == 0, evaluated.output
+
+    # a run config edited after training (another operator) no longer describes the weights: refused
+    edited = OmegaConf.load(second / ".hydra" / "config.yaml")
+    edited.pool = {"name": "avg"}
+    OmegaConf.save(edited, second / ".hydra" / "config.yaml")
+    refused = cli("eval", str(second))
+    assert refused.exit_code == 2
+    assert (f"{second / '.hydra' / 'config.yaml'} no longer matches the config its checkpoint was trained with: "
+            "pool.name=avg (run has max); restore the file") in " ".join(refused.output.split())
 
 
 # ---------------------------------------------------------------- evaluate_run
