@@ -37,10 +37,11 @@ def run(overrides: Sequence[str] = (), quiet: bool = True) -> dict:
     Bad overrides raise poolbench.errors.UsageError (the CLI's exit 2) before any folder exists;
     a failed run raises its error after writing metrics.json with status "failed".
     """
+    from poolbench.data import check_declared_classes
     from poolbench.experiment import run_experiment
 
     overrides = [str(o) for o in overrides]
-    config.check_overrides(overrides, multirun=False)
+    check_declared_classes(config.check_overrides(overrides, multirun=False).data)
     overrides, run_dir = config.pin_output_dir(overrides, "hydra.run.dir", resolve_with=overrides)
     full = config.compose_config(overrides, hydra_config=True)
     task_overrides = list(full.hydra.overrides.task)

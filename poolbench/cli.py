@@ -214,7 +214,9 @@ def _check(overrides: list[str], multirun: bool) -> None:
     gets one sentence and exit 2 whether or not the line also asks Hydra to print the config."""
     flags, rest = _split_flags(overrides)
     if not set(flags) & OTHER_CONFIG_FLAGS:
-        config.check_overrides(rest, multirun=multirun)
+        from poolbench.data import check_declared_classes
+
+        check_declared_classes(config.check_overrides(rest, multirun=multirun).data)
 
 
 def _run_overrides(overrides: list[str], multirun: bool) -> None:

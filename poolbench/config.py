@@ -134,13 +134,14 @@ def _hydra_group_options(group: str) -> list[str]:
         GlobalHydra.instance().clear()
 
 
-def check_overrides(overrides: list[str], multirun: bool = True) -> None:
+def check_overrides(overrides: list[str], multirun: bool = True) -> DictConfig:
     """Check overrides that may hold sweeps (pool=max,avg): every listed value must compose.
 
     Each swept value is tried once with the others at their first value, so a typo anywhere
     in a grid is found before the first job starts. An Optuna search space (interval(), range(),
     choice(), tag()) is tried at its ends. `multirun=False` (a single run): a swept value is
     refused with the `-m` it needs. A `+key` that adds a key nothing reads is refused too.
+    Returns the first job's config.
     """
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
@@ -172,6 +173,7 @@ def check_overrides(overrides: list[str], multirun: bool = True) -> None:
             trial = list(base)
             trial[position] = f"{key}={value}"
             compose_config(trial)
+    return cfg
 
 
 def first_job(overrides: list[str]) -> list[str]:

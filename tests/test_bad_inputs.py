@@ -97,6 +97,9 @@ RUN_ROWS = [
     (["data.test_size=0"], "data.test_size must be a whole number of at least 1, got 0.", 2),
     (["data.test_size=-5"], "data.test_size must be a whole number of at least 1, got -5.", 2),
     (["data.image_size=0"], "data.image_size must be a whole number of at least 1, got 0.", 2),
+    (["data.num_classes=5"], "data.num_classes=5 but shapes has 10 classes (labels 0-9): set data.num_classes=10", 2),
+    (["data=mnist", "data.num_classes=9"], "data.num_classes=9 but mnist has 10 classes", 2),
+    (["data=cifar100", "data.num_classes=10"], "data.num_classes=10 but cifar100 has 100 classes", 2),
     # choices and machine settings
     (["device=gpu"], "device must be auto, cpu or cuda, got 'gpu'.", 2),
     (["device=tpu"], "device must be auto, cpu or cuda, got 'tpu'.", 2),

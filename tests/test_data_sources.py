@@ -258,16 +258,21 @@ def test_num_classes_below_an_image_folders_classes_is_refused_and_above_is_fine
     assert load_dataset(cfg).classes == ["a", "b", "c"]
 
 
-def test_a_run_with_too_few_classes_exits_2_before_training(tmp_path):
-    from helpers import TINY, cli, read_metrics
+def test_a_run_with_too_few_classes_for_its_image_folder_exits_2_before_training(tmp_path):
+    # a published dataset's class count is known before any folder exists (tests/test_bad_inputs.py);
+    # a user's image folder is counted when it loads, so its run folder records the refusal
+    from helpers import cli, make_image_folder, read_metrics
 
-    result = cli("run", *TINY, "data.num_classes=5", f"hydra.run.dir={tmp_path / 'run'}")
+    make_image_folder(tmp_path / "set", classes=("a", "b", "c"), size=8)
+    result = cli("run", "data=imagefolder", f"data.root={tmp_path / 'set'}", f"data.cache={tmp_path / 'cache'}",
+                 "data.image_size=8", "eval.max_shift=2", "data.num_classes=2", "train.epochs=1",
+                 f"hydra.run.dir={tmp_path / 'run'}")
     assert result.exit_code == 2, result.output
-    assert "data.num_classes=5 but the training labels go up to 9 (10 classes): set data.num_classes=10" in (
+    assert "data.num_classes=2 but the training labels go up to 2 (3 classes): set data.num_classes=3" in (
         result.output.replace("\n", " "))
     assert "Traceback" not in result.output and "cross_entropy" not in result.output
-    metrics = read_metrics(tmp_path / "run")  # the run folder exists by then: it records the refusal
-    assert metrics["status"] == "failed" and metrics["error"].startswith("data.num_classes=5")
+    metrics = read_metrics(tmp_path / "run")
+    assert metrics["status"] == "failed" and metrics["error"].startswith("data.num_classes=2")
     assert not (tmp_path / "run" / "model.pt").exists()
 
 

@@ -33,6 +33,16 @@ def get_source(name: str) -> Source:
     return SOURCES[name]
 
 
+def check_declared_classes(data_cfg) -> None:
+    """data.num_classes below a dataset's fixed class count, refused before any run folder exists (a
+    user's image folder is counted when it loads: check_num_classes)."""
+    known = SOURCES[str(data_cfg.name)].classes if str(data_cfg.name) in SOURCES else None
+    declared = data_cfg.get("num_classes")
+    if known is not None and declared is not None and int(declared) < known:
+        raise UsageError(f"data.num_classes={declared} but {data_cfg.name} has {known} classes (labels 0-{known - 1}): "
+                         f"set data.num_classes={known}, or leave it at its default.")
+
+
 def load_dataset(data_cfg) -> TensorData:
     """Load the dataset named by `data_cfg.name`, fetching it if allowed and needed; the images must
     have the configured shape and the labels fit data.num_classes, checked here, before any training."""
@@ -45,4 +55,4 @@ def load_dataset(data_cfg) -> TensorData:
     return data
 
 
-__all__ = ["SOURCES", "Source", "TensorData", "get_source", "load_dataset"]
+__all__ = ["SOURCES", "Source", "TensorData", "check_declared_classes", "get_source", "load_dataset"]

@@ -78,6 +78,7 @@ class Source:
     checks: Callable[..., Iterator[Check]]
     downloads: bool = True                             # False: nothing to fetch (generated, or the user's files)
     contents: Callable[..., Contents | None] | None = None  # what it holds, not loaded; None (or it returns None): load
+    classes: int | None = None                         # a published (or generated) set's fixed class count
 
 
 def data_root(data_cfg) -> Path:

@@ -236,4 +236,5 @@ SOURCE = Source(
     locations=locations,
     checks=checks,
     contents=contents,
+    classes=10,
 )

@@ -47,4 +47,5 @@ def load(data_cfg) -> TensorData:
 
 
 SOURCE = Source(name="cifar100", description="downloaded when missing (torchvision), kept in data.root",
-                load=load, locations=lambda cfg: [folder(cfg)], checks=lambda cfg: md5_checks(folder(cfg), digests()))
+                load=load, locations=lambda cfg: [folder(cfg)], checks=lambda cfg: md5_checks(folder(cfg), digests()),
+                classes=100)

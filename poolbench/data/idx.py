@@ -57,7 +57,7 @@ def idx_source(name: str, folder: str, torchvision_class: str) -> Source:
 
     return Source(name=name, description="downloaded when missing (torchvision), kept in data.root",
                   load=load, locations=lambda cfg: [raw_dir(cfg)],
-                  checks=lambda cfg: md5_checks(raw_dir(cfg), digests()))
+                  checks=lambda cfg: md5_checks(raw_dir(cfg), digests()), classes=10)
 
 
 FASHION_MNIST = idx_source("fashion_mnist", "FashionMNIST", "FashionMNIST")

@@ -100,4 +100,5 @@ SOURCE = Source(
     load=load,
     locations=lambda cfg: [raw_dir(cfg)],
     checks=lambda cfg: md5_checks(raw_dir(cfg), MD5),
+    classes=10,
 )

@@ -73,4 +73,5 @@ SOURCE = Source(
     locations=lambda cfg: [],
     checks=lambda cfg: iter([Check("(generated)", "-", True, "ok: made from data.generator_seed")]),
     downloads=False,
+    classes=10,
 )
