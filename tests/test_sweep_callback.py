@@ -38,8 +38,9 @@ def pool_grid_sweep(tmp_path_factory):
 def test_sweep_hands_hydra_the_default_grid_for_keys_not_given(monkeypatch):
     seen = []
     monkeypatch.setattr(cli_module, "_hydra_main", lambda overrides, multirun: seen.append((overrides, multirun)))
+    shapes = cli_module.config.compose_config(["data=shapes"])
     monkeypatch.setattr(cli_module.config, "check_overrides",
-                        lambda overrides, multirun=True: None)  # test_cli checks grids
+                        lambda overrides, multirun=True: shapes)  # test_cli checks grids
     result = cli("sweep", "data=shapes")
     assert result.exit_code == 0, result.output
     assert seen == [([f"pool={DEFAULT_GRID['pool']}", "seed=0,1,2", "data=shapes"], True)]
