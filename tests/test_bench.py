@@ -80,3 +80,23 @@ def test_each_dataset_picks_its_model_width_and_small_still_works():
     narrow = compose_config(["data=cifar10", "model=small"]).model
     assert narrow.name == "small" and list(narrow.channels) == [16, 32, 64]
     assert list(compose_config(["data=cifar10", "model.channels=[8,16]"]).model.channels) == [8, 16]
+
+
+def test_the_bench_table_fits_80_columns_without_cutting_a_header_or_number():
+    import torch
+    from rich.console import Console
+
+    from poolbench.config import compose_config
+
+    row = {"pool": "stochastic", "params": 29178, "flops_per_image": 3.97e6, "flops_uncounted": [],
+           "infer_images_per_s": 8716.0, "infer_mfu": 0.199, "train_images_per_s": 2933.0, "train_mfu": 0.201,
+           "matmul_flops_per_s": 1.74e11, "matmul_dtype": "float32", "matmul_method": "best of 5 rounds"}
+    table = bench.bench_table([row], compose_config(FAST), torch.device("cpu"))
+    console = Console(width=80)
+    with console.capture() as captured:
+        console.print(table)
+    text = captured.get()
+    assert "…" not in text
+    words = " ".join(text.replace("│", " ").replace("┃", " ").split())
+    for shown in ("stochastic", "29,178", "3.97", "8,716", "19.9%", "2,933", "20.1%", "174", "GFLOP", "MFU"):
+        assert shown in words
