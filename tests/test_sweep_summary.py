@@ -157,3 +157,13 @@ def test_runs_csv_has_one_row_per_run_and_reads_with_pandas_as_is(tmp_path):
     lr0 = table[table["run_dir"] == str((sweep / "lr_0").resolve())].iloc[0]
     assert lr0["train.lr"] == 0.2 and lr0["environment.cpu"] == "test cpu" and not lr0["environment.git.dirty"]
     assert "history" not in " ".join(table.columns)  # lists stay in metrics.json
+
+
+def test_recipes_that_differ_in_a_value_are_named_once():
+    from poolbench.sweep.summary import one_recipe
+
+    recipes = ["1 epochs, batch 64, SGD Nesterov lr 0.11 one-cycle linear", "1 epochs, batch 64, SGD Nesterov lr "
+               "0.14 one-cycle linear"]
+    assert one_recipe(recipes) == "1 epochs, batch 64, SGD Nesterov lr (per row) one-cycle linear"
+    assert one_recipe(recipes[:1]) == recipes[0]
+    assert one_recipe(["2 epochs", "3 epochs, flip"]) == "2 epochs | 3 epochs, flip"  # different shapes: both

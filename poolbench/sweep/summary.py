@@ -75,6 +75,16 @@ def n_text(row: Row) -> str:
     return f"{row.n}" + (" (few)" if row.few_seeds else "") + (f" +{failed} failed" if failed else "")
 
 
+def one_recipe(recipes: list[str]) -> str:
+    """The recipes of a table in one line: where they differ only in some values (a sweep or search over
+    train.lr), those words read "(per row)" once, instead of the whole line repeated for every row."""
+    words = [recipe.split(" ") for recipe in recipes]
+    if len(recipes) == 1 or len({len(w) for w in words}) != 1:
+        return " | ".join(recipes)
+    merged = [column[0] if len(set(column)) == 1 else "(per row)" for column in zip(*words)]
+    return " ".join(merged)
+
+
 def caption(summary: Summary) -> str:
     shared = " ".join(f"{k}={v}" for k, v in summary.common.items())
     pareto = " / ".join(m.label for m in METRICS if m.key in (PARETO_METRICS if summary.quiet_timing
@@ -84,7 +94,7 @@ def caption(summary: Summary) -> str:
              if summary.quiet_timing else "speed: the jobs' own timings, measured in parallel, not ranked")
     parts = [
         shared,
-        "recipe: " + " | ".join(summary.recipes) if summary.recipes else "",
+        "recipe: " + one_recipe(summary.recipes) if summary.recipes else "",
         f"mean±95% CI over n seeds (n<{FEW_SEEDS} flagged: too few for a reliable interval)",
         f"then the difference from the pool={BASELINE_POOL} row with the rest of the configuration equal "
         f"(percentage points for %, relative change otherwise"
