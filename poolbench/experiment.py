@@ -55,7 +55,13 @@ def run_experiment(cfg, run_dir: Path, overrides: list[str], show_progress: bool
 def _run_experiment(cfg, run_dir: Path, overrides: list[str], show_progress: bool, stop) -> dict:
     started = time.perf_counter()
     run_dir = Path(run_dir)
-    validate(cfg)
+    try:
+        validate(cfg)  # the CLI checked already; a search sweeper's own values (hydra.sweeper.params) were not
+    except PoolbenchError as err:  # the job's folder exists: it says why nothing ran, not "killed"
+        refused = new_metrics({"pool": str(cfg.pool.get("name")), "dataset": str(cfg.data.get("name")),
+                               "seed": cfg.get("seed"), "overrides": list(overrides)})
+        write_json(run_dir / METRICS_FILE, {**refused, "status": "failed", "error": str(err)})
+        raise
     set_threads(cfg.threads)
     device = select_device(str(cfg.device))
     metrics = _start_metrics(cfg, device, {"overrides": list(overrides), "threads": torch.get_num_threads()})

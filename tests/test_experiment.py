@@ -211,3 +211,14 @@ def test_eval_of_a_checkpoint_from_another_model_is_a_run_error(tmp_path):
 def test_eval_of_a_folder_that_is_not_a_run(tmp_path):
     with pytest.raises(UsageError, match="not a poolbench run directory"):
         evaluate_run(tmp_path)
+
+
+def test_a_job_whose_values_fail_the_check_says_so_in_its_folder(tmp_path):
+    # a search sweeper's own search space (hydra.sweeper.params) reaches the job unchecked: the job's
+    # folder then tells why nothing ran, rather than looking killed
+    cfg = compose_config([*QUICK, "train.epochs=0"], check=False)
+    with pytest.raises(UsageError, match="train.epochs must be a whole number of at least 1, got 0"):
+        run_experiment(cfg, tmp_path, ["train.epochs=0"], show_progress=False)
+    metrics = read_metrics(tmp_path)
+    assert metrics["status"] == "failed" and metrics["error"].startswith("train.epochs must be")
+    assert metrics["run"]["overrides"] == ["train.epochs=0"] and not (tmp_path / "model.pt").exists()
