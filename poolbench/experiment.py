@@ -59,7 +59,8 @@ def _run_experiment(cfg, run_dir: Path, overrides: list[str], show_progress: boo
         validate(cfg)  # the CLI checked already; a search sweeper's own values (hydra.sweeper.params) were not
     except PoolbenchError as err:  # the job's folder exists: it says why nothing ran, not "killed"
         refused = new_metrics({"pool": str(cfg.pool.get("name")), "dataset": str(cfg.data.get("name")),
-                               "seed": cfg.get("seed"), "overrides": list(overrides)})
+                               "seed": cfg.get("seed"), "device": str(cfg.get("device")),
+                               "overrides": list(overrides)})
         write_json(run_dir / METRICS_FILE, {**refused, "status": "failed", "error": str(err)})
         raise
     set_threads(cfg.threads)

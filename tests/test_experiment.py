@@ -222,3 +222,7 @@ def test_a_job_whose_values_fail_the_check_says_so_in_its_folder(tmp_path):
     metrics = read_metrics(tmp_path)
     assert metrics["status"] == "failed" and metrics["error"].startswith("train.epochs must be")
     assert metrics["run"]["overrides"] == ["train.epochs=0"] and not (tmp_path / "model.pt").exists()
+    from poolbench.sweep.rundir import read_run
+
+    assert read_run(tmp_path).status == "failed"  # a table lists it with its sentence, not as damaged
+    assert read_run(tmp_path).error.startswith("train.epochs must be")
