@@ -134,8 +134,10 @@ RUN_ROWS = [
 # (a whole command line, the sentence, the exit code, a path that must not exist afterwards or None)
 COMMAND_ROWS = [
     (["sweep", "pool=max,avgg", "seed=0", "hydra.sweep.dir={tmp}/x"], "Unknown pool 'avgg'", 2, "x"),
-    (["sweep", "seed=0,1.5", "hydra.sweep.dir={tmp}/x"], "seed must be a whole number, got 1.5.", 2, "x"),
-    (["sweep", "train.epochs=1,0", "hydra.sweep.dir={tmp}/x"], "train.epochs must be a whole number", 2, "x"),
+    (["sweep", "pool=max", "seed=0,1.5", "hydra.sweep.dir={tmp}/x"], "seed must be a whole number, got 1.5.", 2,
+     "x"),
+    (["sweep", "pool=max", "train.epochs=1,0", "hydra.sweep.dir={tmp}/x"], "train.epochs must be a whole number", 2,
+     "x"),
     (["run", "-m", "train.lr=interval(0,0.1)", "hydra.sweep.dir={tmp}/x"], "train.lr must be a finite number", 2,
      "x"),
     (["run", "-m", "pool=choice(max,nope)", "hydra.sweep.dir={tmp}/x"], "Unknown pool 'nope'", 2, "x"),

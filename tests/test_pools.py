@@ -357,3 +357,178 @@ def test_aps_under_inference_mode_channels_last_and_bf16_autocast_keeps_the_exac
             half = pool(x.bfloat16())
     assert torch.equal(last, expected) and last.is_contiguous(memory_format=torch.channels_last)
     assert half.dtype == torch.bfloat16 and torch.equal(half, expected.bfloat16())  # the same components
+
+
+# --- the fused formulations (issue 16, item 4) against straightforward references -------------
+# Each fast operator (analytic backward, fewer full-size passes) must give the values and input
+# gradients of the plain autograd formula it replaced, in train and eval mode, for both layouts.
+
+def _layouts(x):
+    yield x
+    yield x.contiguous(memory_format=torch.channels_last)
+
+
+def _value_and_grad(fn, x, grad_out=None):
+    x = x.detach().clone().requires_grad_()
+    out = fn(x)
+    grad_out = torch.randn_like(out) if grad_out is None else grad_out
+    grad, = torch.autograd.grad(out, x, grad_out)
+    return out.detach(), grad, grad_out
+
+
+@pytest.mark.parametrize("name", ["softpool", "attention"])
+@pytest.mark.parametrize("scale", [1.0, 30.0, 200.0])  # 200: logits beyond window_exp's unshifted range
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_softmax_pools_match_the_unfolded_softmax_in_values_and_gradients(name, scale, mode):
+    torch.manual_seed(1)
+    pool = make(name).train(mode == "train")
+    if name == "attention":
+        torch.nn.init.normal_(pool.logit.weight, std=1.0)
+        torch.nn.init.normal_(pool.logit.bias, std=1.0)
+
+    def reference(x):
+        crop = x[..., :8, :8]
+        logits = pool.logit(crop) if name == "attention" else crop
+        return (windows(crop) * torch.softmax(windows(logits), -1)).sum(-1)
+
+    base = torch.randn(2, CHANNELS, 9, 9) * scale
+    base[0, 0, :2, :2] = 0.0
+    for x in _layouts(base):
+        out, grad, grad_out = _value_and_grad(pool, x)
+        ref, ref_grad, _ = _value_and_grad(reference, x, grad_out)
+        assert torch.allclose(out, ref, atol=1e-5 * scale, rtol=1e-5)
+        assert torch.allclose(grad, ref_grad, atol=1e-4, rtol=1e-4)
+    if name == "attention":  # the logit's parameters get the reference's gradients too
+        x = base.requires_grad_()
+        params = list(pool.parameters())
+        ours = torch.autograd.grad(pool(x).square().sum(), params)
+        theirs = torch.autograd.grad(reference(x).square().sum(), params)
+        for a, b in zip(ours, theirs):
+            assert torch.allclose(a, b, atol=1e-3 * scale**2, rtol=1e-4)
+
+
+def _lp_reference(x, p):
+    """lp's formula through plain autograd: m (mean (|x|/m)^p)^(1/p), m the window's max, detached.
+
+    The floor of 1/4 (for windows of zeros) is written so that its gradient passes at equality:
+    the previous implementation's `clamp_min(0.25)` stopped it there, which zeroed the gradient
+    of every window whose largest value dominates (one nonzero value, or (r_w)^p below float32's
+    resolution: most windows at p = 100)."""
+    x = x[..., : x.shape[-2] // 2 * 2, : x.shape[-1] // 2 * 2]
+    magnitude = x.abs()
+    peak = F.max_pool2d(magnitude.detach(), 2)
+    scale = F.interpolate(peak.clamp_min(torch.finfo(peak.dtype).tiny), scale_factor=2, mode="nearest")
+    power_mean = F.avg_pool2d((magnitude / scale) ** p, 2)
+    floored = power_mean + (0.25 - power_mean).clamp_min(0)  # = clamp_min(0.25), gradient 1 at equality
+    return peak * floored ** (1 / p)
+
+
+@pytest.mark.parametrize("p", [1.0, 3.0, 100.0])
+def test_lp_passes_the_gradient_of_a_window_with_one_nonzero_value(p):
+    # y = |x| / 4^(1/p) there, so dy/dx = sign(x) / 4^(1/p) (the clamp of the old code gave 0)
+    x = torch.tensor([[0.0, 0.0], [-2.0, 0.0]]).view(1, 1, 2, 2).requires_grad_()
+    make("lp", p=p)(x).sum().backward()
+    assert x.grad.view(-1).tolist() == pytest.approx([0, 0, -(4 ** (-1 / p)), 0])
+
+
+@pytest.mark.parametrize("p", [1.0, 1.5, 3.0, 8.0, 100.0])
+@pytest.mark.parametrize("scale", [1.0, 1e4])
+def test_lp_matches_the_autograd_power_mean_in_values_and_gradients(p, scale):
+    torch.manual_seed(2)
+    base = torch.randn(2, CHANNELS, 9, 9) * scale
+    base[0, 0, :2, :2] = 0.0   # a window of zeros
+    base[0, 1, 2, 2] = 0.0     # a zero inside a nonzero window
+    base[1, 2, :2, :2] = -3.0 * scale  # a window of ties
+    pool = make("lp", p=p)
+    for x in _layouts(base):
+        out, grad, grad_out = _value_and_grad(pool, x)
+        ref, ref_grad, _ = _value_and_grad(lambda t: _lp_reference(t, p), x, grad_out)
+        assert torch.allclose(out, ref, rtol=1e-5, atol=1e-6 * scale)
+        assert torch.allclose(grad, ref_grad, rtol=1e-4, atol=1e-5)
+        assert torch.isfinite(grad).all()
+
+
+def _stochastic_reference(x, uniform):
+    """The previous stochastic draw, written plainly: torch.where for empty windows, a float
+    one-hot built from the cumulative weights, y = 4 avg_pool(x * one_hot) through autograd."""
+    x = x[..., : x.shape[-2] // 2 * 2, : x.shape[-1] // 2 * 2]
+    with torch.no_grad():
+        weights = [x[..., i::2, j::2].clamp_min(0) for i in (0, 1) for j in (0, 1)]
+        total = weights[0] + weights[1] + weights[2] + weights[3]
+        weights = [torch.where(total > 0, w, 1.0) for w in weights]
+        total = torch.where(total > 0, total, 4.0)
+        u = (1 - uniform) * total
+        chosen = torch.empty_like(x)
+        reached_before = torch.zeros_like(u, dtype=torch.bool)
+        cumulative = torch.zeros_like(u)
+        for k, (i, j) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+            cumulative = cumulative + weights[k]
+            reached = (u <= cumulative) if k < 3 else torch.ones_like(reached_before)
+            chosen[..., i::2, j::2] = (reached & ~reached_before).to(x.dtype)
+            reached_before = reached
+    return F.avg_pool2d(x * chosen, 2) * 4
+
+
+@pytest.mark.parametrize("mode", ["train", "seeded draw"])
+def test_stochastic_draw_matches_the_plain_formulation_for_the_same_uniforms(mode):
+    from poolbench.pools.weighted import StochasticPool
+
+    torch.manual_seed(3)
+    base = torch.randn(3, CHANNELS, 9, 9)
+    base[0, 0, :2, :2] = -1.0  # a window without a positive value: drawn uniformly
+    base[1, 1, 2:4, 2:4] = 0.0
+    pool = make("stochastic")
+    for x in _layouts(base):
+        if mode == "train":  # the same global-generator draws as before: same uniforms, same layout
+            torch.manual_seed(4)
+            out, grad, grad_out = _value_and_grad(pool.train(), x)
+            torch.manual_seed(4)
+            crop = x[..., :8, :8]
+            quarter = crop[..., 0::2, 0::2].clamp_min(0)
+            uniform = torch.rand_like(quarter + quarter)
+        else:  # eval.draws: uniforms from draw_seed, the same for every image
+            pool.eval().draw_seed = 11
+            out, grad, grad_out = _value_and_grad(pool, x)
+            pool.draw_seed = None
+            uniform = torch.rand((1, CHANNELS, 4, 4), generator=torch.Generator().manual_seed(11))
+        ref, ref_grad, _ = _value_and_grad(lambda t: _stochastic_reference(t, uniform), x, grad_out)
+        assert torch.equal(out, ref)
+        assert torch.equal(grad, ref_grad)
+    direct = StochasticPool._sample(base[..., :8, :8], torch.full((1, CHANNELS, 4, 4), 0.5))
+    assert torch.equal(direct, _stochastic_reference(base, torch.full((1, CHANNELS, 4, 4), 0.5)))
+
+
+@pytest.mark.parametrize("shape", [(3, 16, 28, 28), (2, 1, 6, 6), (2, 5, 8, 10)])
+def test_aps_norms_equal_the_plain_float64_sums_in_either_layout(shape):
+    from poolbench.pools.polyphase import polyphase_norms
+
+    x = torch.randn(shape)
+    n, c, h, w = shape
+    plain = x.double().square().view(n, c, h // 2, 2, w // 2, 2).sum(dim=(1, 2, 4)).transpose(1, 2).reshape(n, 4)
+    for layout in _layouts(x):
+        norms = polyphase_norms(layout)
+        assert torch.allclose(norms, plain, rtol=1e-12, atol=0)
+        assert torch.equal(norms.argmax(1), plain.argmax(1))
+
+
+@pytest.mark.parametrize("size", [8, 7])
+def test_aps_values_and_gradients_equal_plain_indexing_in_either_layout(size):
+    pool = make("aps")
+    base = torch.randn(3, CHANNELS, size, size)
+
+    def reference(x):  # the previous formulation: advanced indexing of the NCHW view, through autograd
+        x = torch.cat([x, x[..., :1, :]], -2) if x.shape[-2] % 2 else x
+        x = torch.cat([x, x[..., :, :1]], -1) if x.shape[-1] % 2 else x
+        n, c, h, w = x.shape
+        k = x.detach().double().square().view(n, c, h // 2, 2, w // 2, 2).sum(dim=(1, 2, 4)).transpose(1, 2)
+        k = k.reshape(n, 4).argmax(1)
+        phases = x.unflatten(2, (h // 2, 2)).unflatten(4, (w // 2, 2)).permute(0, 3, 5, 1, 2, 4)
+        return phases[torch.arange(n), k % 2, k // 2]
+
+    for x in _layouts(base):
+        out, grad, grad_out = _value_and_grad(pool, x)
+        ref, ref_grad, _ = _value_and_grad(reference, x, grad_out)
+        assert torch.equal(out, ref) and torch.equal(grad, ref_grad)
+        channels_last = torch.channels_last
+        assert out.is_contiguous(memory_format=channels_last) == x.is_contiguous(memory_format=channels_last)
+

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from poolbench.pools.registry import number_option, register
-from poolbench.pools.weighted import even_crop, fp32
+from poolbench.pools.weighted import even_crop, fp32, upsample_like
 
 
 @register(
@@ -71,14 +71,40 @@ class LPPool(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = even_crop(x)
-        magnitude = fp32(x).abs()
-        # y = m * (mean (|x|/m)^p)^(1/p) for any m > 0; the window max m is detached because
-        # y does not depend on it. A window of zeros gives 0 (m = 0).
-        peak = F.max_pool2d(magnitude.detach(), 2)
-        scale = F.interpolate(peak.clamp_min(torch.finfo(peak.dtype).tiny), scale_factor=2, mode="nearest")
-        power_mean = F.avg_pool2d((magnitude / scale) ** self.p, 2)
-        return (peak * power_mean.clamp_min(0.25) ** (1 / self.p)).to(x.dtype)
+        return _PowerMean.apply(fp32(x), self.p).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"p={self.p:g}"
 
+
+class _PowerMean(torch.autograd.Function):
+    """y = m * (mean_w r_w^p)^(1/p), r = |x| / m, m the window's largest |x|, with an analytic
+    backward that saves r and one pooled map (autograd would save |x|, r, r^p and more):
+
+        dy/dx_w = q^(1/p - 1) / 4 * r_w^(p-1) * sign(x_w),  q = mean_w r_w^p
+
+    y does not depend on m (m is not differentiated). q >= 1/4 in a window with a nonzero value
+    (its largest r is 1); a window of zeros gives q = 0, clamped to 1/4, and y = 0, gradient 0.
+    """
+
+    @staticmethod
+    def forward(ctx, x, p: float):
+        magnitude = x.abs()
+        peak = F.max_pool2d(magnitude, 2)
+        scale = F.interpolate(peak.clamp_min(torch.finfo(peak.dtype).tiny), scale_factor=2, mode="nearest")
+        ratio = torch.div(magnitude, scale, out=magnitude)  # out=: counted as aten.div (speed.py)
+        power_mean = F.avg_pool2d(ratio.pow(p), 2)
+        power_mean = torch.clamp_min(power_mean, 0.25, out=power_mean)
+        root = power_mean.pow(1 / p)
+        ctx.p = p
+        ctx.save_for_backward(x, ratio, power_mean, root)
+        return peak * root
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, ratio, power_mean, root = ctx.saved_tensors
+        p = ctx.p
+        coefficient = upsample_like(grad * root.div(power_mean).mul_(0.25), x)  # q^(1/p - 1) / 4 = root / q / 4
+        if p == 1:  # r^0 = 1: the sign alone (0 at x = 0, as |x|'s gradient)
+            return torch.sign(x).mul_(coefficient), None
+        return ratio.pow(p - 1).copysign_(x).mul_(coefficient), None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from poolbench.pools.registry import register
 
@@ -24,15 +25,71 @@ def fp32(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
+def upsample_like(small: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
+    """Nearest 2x upsample of a pooled map, in `full`'s memory layout (channels_last in training)
+    even when `small` arrives in another one (the gradient of a sum is an expanded tensor), so
+    the element-wise ops that follow run on matching layouts."""
+    channels_last = torch.channels_last
+    if full.is_contiguous(memory_format=channels_last) and not small.is_contiguous(memory_format=channels_last):
+        small = small.contiguous(memory_format=channels_last)
+    return F.interpolate(small, scale_factor=2, mode="nearest")
+
+
+EXP_SAFE = 60.0  # |logit| below this everywhere: e^logit and e^logit * value stay far inside float32
+
+
+def window_exp(logits: torch.Tensor) -> torch.Tensor:
+    """exp(logits - c), c constant within each 2x2 window, so that no window's weights overflow
+    or all underflow: c = 0 when every logit lies in (-EXP_SAFE, EXP_SAFE) (one exp pass, the
+    common case), else the window's largest logit (exp <= 1). Softmax does not depend on c."""
+    if not _shapes_only(logits) and bool((logits.amax() < EXP_SAFE) & (logits.amin() > -EXP_SAFE)):  # one sync
+        return torch.exp(logits)
+    peak = F.interpolate(F.max_pool2d(logits, 2), scale_factor=2, mode="nearest")
+    shifted = torch.sub(logits, peak)
+    return torch.exp(shifted, out=shifted)  # out=, not exp_: the FLOP counter knows aten.exp
+
+
+def _shapes_only(t: torch.Tensor) -> bool:
+    """True for a meta tensor (no values) and under a dispatch mode (speed.py's FLOP counter):
+    there the branch-free, shifted form runs, so the counted FLOPs do not depend on the values."""
+    return t.is_meta or _get_current_dispatch_mode() is not None
+
+
+class _SoftmaxPool(torch.autograd.Function):
+    """y = sum_w e_w v_w / sum_w e_w per 2x2 window, e = window_exp(logits), with an analytic
+    backward that saves v, e and two pooled maps (autograd would save every intermediate):
+
+        w = e / sum e,  dy/dv_w = w_w,  dy/dl_w = w_w (v_w - y)
+
+    `shared` (softpool: logits = values) returns one gradient, w (1 + v - y)."""
+
+    @staticmethod
+    def forward(ctx, values, logits, shared: bool):
+        e = window_exp(logits)
+        denominator = F.avg_pool2d(e, 2)
+        numerator = F.avg_pool2d(e * values, 2)
+        y = torch.div(numerator, denominator, out=numerator)
+        ctx.shared = shared
+        ctx.save_for_backward(values, e, denominator, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        values, e, denominator, y = ctx.saved_tensors
+        up = lambda t: upsample_like(t, e)  # noqa: E731
+        grad_weights = up(grad / denominator.mul(4)).mul_(e)  # dL/dv = w * up(grad)
+        centred = up(y - 1) if ctx.shared else up(y)
+        centred = torch.sub(values, centred, out=centred).mul_(grad_weights)  # in place: no new full-size buffer
+        return (centred, None, None) if ctx.shared else (grad_weights, centred, None)
+
+
 def softmax_weighted_mean(values: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """sum_w softmax(logits)_w * values_w within each 2x2 window (inputs of even size, fp32).
 
-    The window's largest logit is subtracted before exp (so exp <= 1 and cannot overflow) and
-    detached: softmax does not depend on it, so the gradient stays exact.
+    Window sums come from avg_pool2d; exp is shifted by a per-window constant only when a logit
+    is large enough to overflow (window_exp); the backward is analytic (_SoftmaxPool).
     """
-    peak = F.max_pool2d(logits.detach(), 2)
-    weights = torch.exp(logits - F.interpolate(peak, scale_factor=2, mode="nearest"))
-    return F.avg_pool2d(weights * values, 2) / F.avg_pool2d(weights, 2)
+    return _SoftmaxPool.apply(values, logits, values is logits)
 
 
 @register(
@@ -125,26 +182,28 @@ class StochasticPool(nn.Module):
     @staticmethod
     def _sample(x: torch.Tensor, uniform: torch.Tensor | None = None) -> torch.Tensor:
         """One value per window; `uniform` (broadcast over the batch) fixes the draw, else torch's generator."""
-        # Choose without autograd, then y = 4 * avg_pool(x * one_hot): its backward is one mul
-        # and one pool, far cheaper than gathering (or nested torch.where) through autograd.
+        # Choose without autograd, then y = sum of x * one_hot per window position (_Picked: at the
+        # pooled resolution, analytic backward), far cheaper than gathering or torch.where.
         with torch.no_grad():
             weights = [x[..., i::2, j::2].clamp_min(0) for i in (0, 1) for j in (0, 1)]
             total = weights[0] + weights[1] + weights[2] + weights[3]
             if not bool((total > 0).all()):  # windows without a positive value: uniform
-                weights = [torch.where(total > 0, w, 1.0) for w in weights]
-                total = torch.where(total > 0, total, 4.0)
+                empty = (total > 0).logical_not_().to(total.dtype)  # 1 there (all their weights are 0), else 0
+                weights = [w.add_(empty) for w in weights]
+                total = total.add_(empty, alpha=4.0)
             # u in (0, total]: the first value whose cumulative weight reaches u is chosen; a
             # zero-weight value never is, since the one before it reached u already.
             u = (1 - (torch.rand_like(total) if uniform is None else uniform)) * total
-            chosen = torch.empty_like(x)
-            reached_before = torch.zeros_like(u, dtype=torch.bool)
-            cumulative = torch.zeros_like(u)
-            for k, (i, j) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+            # one-hot masks per window position (0, 0), (0, 1), (1, 0), (1, 1), in x's dtype:
+            # position k is chosen when u is reached at k and was not at k - 1
+            cumulative = weights[0]
+            reached = [u <= cumulative]
+            for k in (1, 2):
                 cumulative = cumulative + weights[k]
-                reached = (u <= cumulative) if k < 3 else torch.ones_like(reached_before)
-                chosen[..., i::2, j::2] = reached & ~reached_before
-                reached_before = reached
-        return F.avg_pool2d(x * chosen, 2) * 4
+                reached.append(u <= cumulative)
+            masks = [reached[0], reached[1] ^ reached[0], reached[2] ^ reached[1], ~reached[2]]
+            masks = [mask.to(x.dtype) for mask in masks]
+        return _Picked.apply(x, *masks)
 
     @staticmethod
     def _expectation(x: torch.Tensor) -> torch.Tensor:
@@ -154,3 +213,30 @@ class StochasticPool(nn.Module):
         expectation = F.avg_pool2d(weights * x, 2) / torch.where(positive, weight_sum, 1.0)
         return torch.where(positive, expectation, F.avg_pool2d(x, 2))
 
+
+class _Picked(torch.autograd.Function):
+    """y = sum_w chosen_w x_w per 2x2 window for one-hot masks (one per window position, at the
+    pooled resolution), summed position by position at the pooled resolution: no full-size
+    tensor is made in the forward, and the backward writes grad * mask into each position of
+    one uninitialized full-size map. Only the masks are saved."""
+
+    POSITIONS = ((0, 0), (0, 1), (1, 0), (1, 1))
+
+    @staticmethod
+    def forward(ctx, x, *masks):
+        (i, j), rest = _Picked.POSITIONS[0], _Picked.POSITIONS[1:]
+        y = x[..., i::2, j::2] * masks[0]
+        for (i, j), mask in zip(rest, masks[1:]):
+            y.addcmul_(x[..., i::2, j::2], mask)
+        ctx.save_for_backward(*masks)
+        ctx.shape = x.shape  # the gradient in x's layout (channels_last in training, crops included)
+        ctx.layout = torch.channels_last if x.shape[1] > 1 and x.stride(1) == 1 else torch.contiguous_format
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        masks = ctx.saved_tensors
+        grad_x = torch.empty(ctx.shape, dtype=grad.dtype, device=grad.device, memory_format=ctx.layout)
+        for (i, j), mask in zip(_Picked.POSITIONS, masks):
+            torch.mul(grad, mask, out=grad_x[..., i::2, j::2])
+        return grad_x, *(None for _ in masks)
