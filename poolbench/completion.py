@@ -8,8 +8,7 @@ on the line applied (`data=cifar10 model.` completes CIFAR-10's model keys).
 
 from __future__ import annotations
 
-from poolbench.config import GROUPS, compose_config, config_keys, group_options
-from poolbench.errors import UsageError
+from poolbench.config import GROUPS, config_keys, defaults_for, group_options
 
 PREFIXES = ("++", "+", "~")  # add, force-add, delete: completed like the key they name
 
@@ -23,19 +22,8 @@ def complete_override(ctx, incomplete: str) -> list[str]:
         values = group_options(key) if key in GROUPS else []
         return [f"{prefix}{key}={v}" for v in values if v.startswith(typed)]
     given = (ctx.params.get("overrides") or []) if ctx is not None else []
-    keys = [*(f"{g}=" for g in GROUPS), *(f"{k}=" for k in _keys(given))]
+    keys = [*(f"{g}=" for g in GROUPS), *(f"{k}=" for k in config_keys(defaults_for(given)))]
     return [f"{prefix}{k}" for k in keys if k.startswith(word)]
-
-
-def _keys(given: list[str]) -> list[str]:
-    """Every key of the config the line's group choices compose (the defaults when they do not)."""
-    groups = [o for o in given if o.split("=", 1)[0].lstrip("+") in GROUPS and "," not in o]
-    for attempt in (groups, []):
-        try:
-            return config_keys(compose_config(attempt, check=False))
-        except UsageError:
-            continue
-    return []
 
 
 def _primer() -> str:

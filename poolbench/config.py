@@ -420,7 +420,7 @@ def _explain(err: Exception, overrides: list[str], options=None) -> str:
     unknown = re.search(r"Could not override '([^']+)'", text)
     if unknown:
         key = unknown.group(1)
-        return (f"{key} is not a key of poolbench's config{_near_miss(key, _defaults_for(overrides))}; "
+        return (f"{key} is not a key of poolbench's config{_near_miss(key, defaults_for(overrides))}; "
                 "`poolbench run --cfg job` lists every key.")
     taken = re.search(r"An item is already at '([^']+)'", text)
     if taken:
@@ -430,9 +430,10 @@ def _explain(err: Exception, overrides: list[str], options=None) -> str:
     return text
 
 
-def _defaults_for(overrides: list[str]) -> DictConfig:
-    """The config the overrides' group choices (data=shapes, pool=lip, ...) compose, for near misses."""
-    groups = [o for o in overrides if o.split("=", 1)[0].lstrip("+") in GROUPS]
+def defaults_for(overrides: list[str]) -> DictConfig:
+    """The config the overrides' group choices (data=shapes, pool=lip, ...) compose, else the defaults:
+    the keys a near miss is matched against and completion offers."""
+    groups = [o for o in overrides if o.split("=", 1)[0].lstrip("+") in GROUPS and "," not in o]  # no sweeps
     for attempt in (groups, []):
         try:
             return compose_config(attempt, check=False)

@@ -90,6 +90,20 @@ def atomic_write(path: Path, write) -> None:
         raise
 
 
+def flatten(tree, sep: str = ".") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}: a nested dict (metrics.json, a plain config) by leaf path; lists
+    stay leaves. For runs.csv's columns, the trackers' names and comparing two configs key by key."""
+    if not isinstance(tree, dict):
+        return {"": tree}
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update({f"{key}{sep}{path}": leaf for path, leaf in flatten(value, sep).items()})
+        else:
+            out[str(key)] = value
+    return out
+
+
 def _jsonable(value):
     """NaN/inf are not JSON: they become null."""
     if isinstance(value, float) and not math.isfinite(value):

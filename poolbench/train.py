@@ -23,7 +23,7 @@ from poolbench.data.transforms import Normalizer, random_flip, random_shift
 from poolbench.errors import RunError, UsageError
 from poolbench.evaluate import predict
 from poolbench.model import inference_copy
-from poolbench.results import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from poolbench.results import CHECKPOINT_FILE, flatten, load_checkpoint, save_checkpoint
 from poolbench.runtime import StopRequest, autocast_for
 
 LOSS_READ_EVERY = 25  # steps between host reads of the running loss (progress display)
@@ -201,7 +201,7 @@ def settings_differ(now, then) -> list[str]:
     """The keys (with both values) where config `now` trains something else than `then` did: the
     settings a resume or an evaluation may not change. Both are configs or plain containers."""
     def flat(cfg):
-        return _flatten(OmegaConf.to_container(cfg, resolve=True) if not isinstance(cfg, dict) else cfg)
+        return flatten(OmegaConf.to_container(cfg, resolve=True) if not isinstance(cfg, dict) else cfg)
 
     now, then = flat(now), flat(then)
     keys = sorted(key for key in set(now) | set(then) if now.get(key) != then.get(key)
@@ -223,11 +223,3 @@ def load_resume(cfg) -> dict:
                          "pass the run's own overrides (see its .hydra/overrides.yaml).")
     return ckpt if ckpt is not None else load_checkpoint(path)  # the latter says the checkpoint is missing
 
-
-def _flatten(tree, prefix: str = "") -> dict:
-    if isinstance(tree, dict):
-        out = {}
-        for key, value in tree.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: tree}

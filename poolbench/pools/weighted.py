@@ -41,8 +41,11 @@ EXP_SAFE = 60.0  # |logit| below this everywhere: e^logit and e^logit * value st
 def window_exp(logits: torch.Tensor) -> torch.Tensor:
     """exp(logits - c), c constant within each 2x2 window, so that no window's weights overflow
     or all underflow: c = 0 when every logit lies in (-EXP_SAFE, EXP_SAFE) (one exp pass, the
-    common case), else the window's largest logit (exp <= 1). Softmax does not depend on c."""
-    if not _shapes_only(logits) and bool((logits.amax() < EXP_SAFE) & (logits.amin() > -EXP_SAFE)):  # one sync
+    common case), else the window's largest logit (exp <= 1). Softmax does not depend on c.
+    The range test reads two numbers on the host: free on the CPU, a stall of every training step
+    on a GPU, so there the shifted form always runs."""
+    if (logits.device.type == "cpu" and not _shapes_only(logits)
+            and bool((logits.amax() < EXP_SAFE) & (logits.amin() > -EXP_SAFE))):
         return torch.exp(logits)
     peak = F.interpolate(F.max_pool2d(logits, 2), scale_factor=2, mode="nearest")
     shifted = torch.sub(logits, peak)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 
+from poolbench.results import flatten
 from poolbench.sweep.aggregate import Row, Summary
 from poolbench.sweep.rundir import RunDir
 
@@ -23,18 +24,6 @@ _RESERVED = LEADING[:6]  # not configuration keys: an override by one of these n
 # The parts of metrics.json flattened into columns, in this order; `run` minus what LEADING already says.
 SECTIONS = ("accuracy", "invariance", "throughput", "model", "time", "run", "protocol", "environment")
 _RUN_SHOWN = {"pool", "dataset", "seed", "device", "overrides"}
-
-
-def flatten(value, prefix: str) -> dict:
-    """{"a": {"b": 1, "c": [..]}} -> {"prefix.a.b": 1}: scalars only, lists left out."""
-    if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            out.update(flatten(item, f"{prefix}.{key}"))
-        return out
-    if isinstance(value, (list, tuple)):
-        return {}
-    return {prefix: value}
 
 
 def configuration(run: RunDir) -> dict:
@@ -52,7 +41,8 @@ def measured(run: RunDir) -> dict:
             values = {k: v for k, v in values.items() if k not in _RUN_SHOWN}
         if section == "protocol" and values is None:
             values = run.protocol  # runs older than metrics.json's protocol: from their .hydra/config.yaml
-        out.update(flatten(values or {}, section))
+        out.update({f"{section}.{path}": value for path, value in flatten(values or {}).items()
+                    if not isinstance(value, (list, tuple))})  # scalars only: lists stay in metrics.json
     return out
 
 

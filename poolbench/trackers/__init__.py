@@ -22,6 +22,7 @@ from rich.markup import escape
 
 from poolbench.errors import PoolbenchError, RunError, UsageError, first_line
 from poolbench.report import console
+from poolbench.results import flatten  # noqa: F401  (the backends' flatten: one for the whole package)
 
 log = logging.getLogger(__name__)
 
@@ -93,16 +94,6 @@ def sweep_group(run_dir: Path) -> str | None:
     if hc.mode != RunMode.MULTIRUN or Path(hc.runtime.output_dir).resolve() != Path(run_dir).resolve():
         return None
     return str(hc.sweep.dir)
-
-
-def flatten(tree, prefix: str = "", sep: str = ".") -> dict:
-    """{"a.b": leaf} for a nested dict; lists stay leaves."""
-    if isinstance(tree, dict):
-        out = {}
-        for key, value in tree.items():
-            out.update(flatten(value, f"{prefix}{key}{sep}", sep))
-        return out
-    return {prefix[:-len(sep)]: tree}
 
 
 def is_number(value) -> bool:
