@@ -56,15 +56,18 @@ def effective_draws(model, draws) -> int:
 def predict(model, images: torch.Tensor, normalize, batch_size: int,
             autocast: contextlib.AbstractContextManager | None = None,
             offsets: tuple[torch.Tensor, torch.Tensor] | None = None, mode: str = "circular",
-            draws: int = 1, draw_seed: int = 0) -> torch.Tensor:
-    """Top-1 class of every image (uint8 (N, C, H, W)) in eval mode, no test-time augmentation.
+            draws: int = 1, draw_seed: int = 0, flip: bool = False) -> torch.Tensor:
+    """Top-1 class of every image (uint8 (N, C, H, W)) in eval mode.
 
     With `offsets` = (dy, dx), image i is first shifted by (dy[i], dx[i]) (see shift_images).
     With `draws` = K > 1, the class of the softmax averaged over K seeded draws (module docstring).
+    With `flip` (eval.tta_flip), test-time flip: the softmax averaged over the image and its mirror
+    image (after the shift), in every draw.
     """
     was_training = model.training
     model.eval()
     modules = drawing_modules(model) if draws > 1 else []
+    views = (lambda x: x, lambda x: x.flip(3)) if flip else (lambda x: x,)
     preds = []
     with autocast or contextlib.nullcontext():
         for start in range(0, images.shape[0], batch_size):
@@ -73,13 +76,14 @@ def predict(model, images: torch.Tensor, normalize, batch_size: int,
                 dy, dx = (o[start:start + batch_size] for o in offsets)
                 chunk = shift_images(chunk, dy, dx, mode)
             inputs = normalize(chunk)
-            if not modules:
+            if not modules and not flip:
                 preds.append(model(inputs).argmax(1))
                 continue
             probabilities = 0
             for draw in range(draws):
-                with seeded_draw(modules, draw_seed, draw):
-                    probabilities = probabilities + model(inputs).float().softmax(1)
+                with seeded_draw(modules, draw_seed, draw) if modules else contextlib.nullcontext():
+                    for view in views:
+                        probabilities = probabilities + model(view(inputs)).float().softmax(1)
             preds.append(probabilities.argmax(1))
     model.train(was_training)
     return torch.cat(preds)
@@ -97,8 +101,8 @@ def invariance(model, images: torch.Tensor, labels: torch.Tensor, normalize, eva
     """
     max_shift, mode, batch = int(eval_cfg.max_shift), str(eval_cfg.shift_mode), int(eval_cfg.batch_size)
     n = images.shape[0]
-    draws = effective_draws(model, eval_cfg.get("draws", 1))
-    protocol = {"draws": draws, "draw_seed": int(eval_cfg.seed)}
+    protocol = prediction_protocol(model, eval_cfg)
+    draws = protocol["draws"]
     if draws > 1:
         base = None
 
@@ -156,10 +160,18 @@ def invariance(model, images: torch.Tensor, labels: torch.Tensor, normalize, eva
             "shift_mode": mode,
             "shift_pairs": int(eval_cfg.shift_pairs),
             "draws": draws,  # predictions averaged over this many seeded draws (1: a single deterministic pass)
+            "tta_flip": protocol["flip"],  # and over each image and its mirror image
             "shift_accuracy": shift_accuracy,
             "flip_rate_1px": flip_rate if max_shift >= 1 else float("nan"),
         },
     }
+
+
+def prediction_protocol(model, eval_cfg) -> dict:
+    """predict()'s keyword arguments for every test prediction under `eval_cfg`: draws and test-time
+    flip. (Training's per-epoch test pass makes one draw with the same flip setting.)"""
+    return {"draws": effective_draws(model, eval_cfg.get("draws", 1)), "draw_seed": int(eval_cfg.seed),
+            "flip": bool(eval_cfg.get("tta_flip", False))}
 
 
 def _share(mask: torch.Tensor) -> float:

@@ -33,7 +33,15 @@ from poolbench.results import (
     run_protocol,
     write_json,
 )
-from poolbench.runtime import autocast_for, compute_dtype, model_on, select_device, set_threads, stop_on_signals
+from poolbench.runtime import (
+    autocast_for,
+    bf16_is_native,
+    compute_dtype,
+    model_on,
+    select_device,
+    set_threads,
+    stop_on_signals,
+)
 from poolbench.speed import add_mfu, count_flops, matmul_rate_once, throughput
 from poolbench.trackers import Trackers, final_scalars, open_trackers
 from poolbench.train import load_resume, settings_differ, train
@@ -87,6 +95,10 @@ def _run_experiment(cfg, run_dir: Path, overrides: list[str], show_progress: boo
         if data.unverified:  # data.allow_checksum_mismatch=true let these through: the run says so
             metrics["run"]["checksum_mismatch"] = data.unverified
             console.print(f"[yellow]warning:[/] used despite an MD5 mismatch: {', '.join(data.unverified)}",
+                          soft_wrap=True)
+        if cfg.train.amp is True and not bf16_is_native(device):
+            console.print("[yellow]warning:[/] train.amp=true on a CPU without native bf16: bf16 is emulated and "
+                          "training may run up to 10x slower; train.amp=auto uses bf16 only where it is native.",
                           soft_wrap=True)
         torch.manual_seed(int(cfg.seed))
         model = model_on(cfg, device)

@@ -195,7 +195,7 @@ def run_protocol(cfg) -> dict:
                   "amp": str(train.amp)},
         "eval": {"draws": _draws(evaluation.get("draws", 1)), "max_shift": int(evaluation.max_shift),
                  "shift_pairs": int(evaluation.shift_pairs), "shift_mode": str(evaluation.shift_mode),
-                 "seed": int(evaluation.seed)},
+                 "seed": int(evaluation.seed), "tta_flip": bool(evaluation.get("tta_flip", False))},
     }
 
 
@@ -212,7 +212,7 @@ def recipe_text(protocol: dict) -> str:
             f"({t['warmup_fraction']:.0%} warm-up), wd {t['weight_decay']:g}, "
             f"label smoothing {t['label_smoothing']:g}, "
             f"{'augment: ' + ' + '.join(augment) if augment else 'no augmentation'}; "
-            f"test: {test} for fractional/stochastic")
+            f"test: {test} for fractional/stochastic{', flip averaged' if e.get('tta_flip') else ''}")
 
 
 def _draws(value):

@@ -146,8 +146,9 @@ def train(cfg, model: torch.nn.Module, data: TensorData, device: torch.device,
             first_step = 0
             epoch_loss = (loss_sum / steps_per_epoch).item()
             state.train_seconds += time.perf_counter() - started
+            # one draw (fractional, stochastic: their deterministic pass); test-time flip as eval.tta_flip says
             state.test_predictions = predict(inference_copy(model), data.test_x, normalize, cfg.eval.batch_size,
-                                             autocast_for(device, tc.amp))
+                                             autocast_for(device, tc.amp), flip=bool(cfg.eval.get("tta_flip", False)))
             test_accuracy = (state.test_predictions == data.test_y).sum().item() / max(1, data.test_y.numel())
             state.epoch = epoch + 1
             before = state.history[-1]["seconds"] if state.history else 0.0  # a resumed epoch counts both parts

@@ -16,6 +16,13 @@ def one_torch_thread():
     torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def cpu_without_native_bf16(monkeypatch):
+    """In-process runs train in fp32 on every CPU (train.amp=auto follows the CPU's native bf16), so
+    expected values do not depend on the machine; test_runtime checks both answers."""
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+
+
 @pytest.fixture
 def no_plots(monkeypatch):
     """For sweep tests about something else: the sweep's end skips its three PNGs (about a second;

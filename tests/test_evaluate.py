@@ -166,3 +166,36 @@ def test_auto_draws_take_each_operators_own_default():
     assert effective_draws(drawing_model("fractional"), "auto") == FractionalMaxPool.default_draws > 1
     assert effective_draws(drawing_model("stochastic"), "auto") == StochasticPool.default_draws == 1
     assert effective_draws(drawing_model("stochastic"), 3) == 3 and effective_draws(Constant(), "auto") == 1
+
+
+class LeftCornerLit(nn.Module):
+    """Class 1 (weakly) when the top-left pixel is lit, else class 0 (strongly): not mirror-symmetric."""
+
+    def forward(self, x):
+        lit = (x[:, 0, 0, 0] > 0.5).float()
+        return torch.stack([3.0 * (1 - lit), lit], dim=1)
+
+
+def test_test_time_flip_averages_the_softmax_of_the_image_and_its_mirror():
+    x = images(4)  # top-left pixel lit: class 1 (softmax 0.73); mirrored, class 0 (softmax 0.95)
+    assert predict(LeftCornerLit(), x, NORM, batch_size=3).tolist() == [1, 1, 1, 1]
+    assert predict(LeftCornerLit(), x, NORM, batch_size=3, flip=True).tolist() == [0, 0, 0, 0]
+    # against the plain formula, on a real network, with draws too
+    model, x = drawing_model("fractional"), random_images(6)
+    model(NORM(x[:2]))
+    from poolbench.evaluate import drawing_modules, seeded_draw
+
+    with torch.no_grad():
+        total = 0
+        for draw in range(2):
+            with seeded_draw(drawing_modules(model), 5, draw):
+                total = total + model(NORM(x)).softmax(1) + model(NORM(x).flip(3)).softmax(1)
+    assert torch.equal(predict(model, x, NORM, batch_size=4, draws=2, draw_seed=5, flip=True), total.argmax(1))
+
+
+def test_invariance_applies_and_records_test_time_flip():
+    x, labels = images(10), torch.zeros(10, dtype=torch.long)
+    plain = invariance(LeftCornerLit(), x, labels, NORM, EVAL)
+    flipped = invariance(LeftCornerLit(), x, labels, NORM, OmegaConf.merge(EVAL, {"tta_flip": True}))
+    assert plain["accuracy"] == 0.0 and flipped["accuracy"] == 1.0
+    assert flipped["invariance"]["tta_flip"] is True and plain["invariance"]["tta_flip"] is False

@@ -226,3 +226,30 @@ def test_a_job_whose_values_fail_the_check_says_so_in_its_folder(tmp_path):
 
     assert read_run(tmp_path).status == "failed"  # a table lists it with its sentence, not as damaged
     assert read_run(tmp_path).error.startswith("train.epochs must be")
+
+
+def test_test_time_flip_is_the_protocol_of_every_pass_and_emulated_bf16_is_warned_about(tmp_path, capsys):
+    # train.amp=true on a CPU without native bf16 (conftest pins that): a warning, and the run goes on
+    cfg = compose_config([*QUICK, "eval.tta_flip=true", "train.amp=true"])
+    metrics = run_experiment(cfg, tmp_path, [], show_progress=False)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "train.amp=true on a CPU without native bf16" in out and "train.amp=auto" in out
+    assert metrics["status"] == "complete" and metrics["throughput"]["matmul_dtype"] == "bfloat16"
+    assert metrics["protocol"]["eval"]["tta_flip"] is True and metrics["invariance"]["tta_flip"] is True
+    # training's last test pass (flip averaged too) is the unshifted pass the accuracy comes from
+    assert metrics["accuracy"]["test"] == metrics["history"][-1]["test_accuracy"]
+    from poolbench.data import load_dataset
+    from poolbench.data.transforms import Normalizer
+    from poolbench.evaluate import predict
+    from poolbench.model import inference_copy
+    from poolbench.results import load_checkpoint
+    from poolbench.runtime import autocast_for, model_on
+
+    cpu = torch.device("cpu")
+    model = model_on(cfg, cpu)
+    model.load_state_dict(load_checkpoint(tmp_path / "model.pt")["model"])
+    data = load_dataset(cfg.data)
+    normalize = Normalizer(cfg.data.mean, cfg.data.std, cpu, cfg.train.channels_last)
+    flipped = predict(inference_copy(model), data.test_x, normalize, int(cfg.eval.batch_size),
+                      autocast_for(cpu, True), flip=True)
+    assert (flipped == data.test_y).float().mean().item() == pytest.approx(metrics["accuracy"]["test"])

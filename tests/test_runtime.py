@@ -32,13 +32,24 @@ def test_select_device_names_and_refusals(monkeypatch):
         select_device("cuda")
 
 
-def test_amp_auto_is_cuda_only_and_true_turns_on_bf16_autocast_on_the_cpu():
-    assert not amp_enabled(CPU, "auto") and amp_enabled(torch.device("cuda"), "auto")
+@pytest.mark.parametrize("native", [True, False])
+def test_amp_auto_follows_native_bf16_and_true_false_force_it(monkeypatch, native):
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native)
+    assert amp_enabled(CPU, "auto") is native and amp_enabled(torch.device("cuda"), "auto")
     assert amp_enabled(CPU, True) and not amp_enabled(CPU, False)
     with autocast_for(CPU, True):
         assert torch.mm(torch.ones(2, 2), torch.ones(2, 2)).dtype == torch.bfloat16
     with autocast_for(CPU, "auto"):
-        assert torch.mm(torch.ones(2, 2), torch.ones(2, 2)).dtype == torch.float32
+        expected = torch.bfloat16 if native else torch.float32
+        assert torch.mm(torch.ones(2, 2), torch.ones(2, 2)).dtype == expected
+
+
+def test_bf16_is_native_answers_for_a_torch_without_onednn(monkeypatch):
+    def missing():
+        raise RuntimeError("no such op")
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", missing)
+    assert not runtime.bf16_is_native(CPU) and runtime.bf16_is_native(torch.device("cuda"))
 
 
 @pytest.mark.parametrize("channels_last", [True, False])
