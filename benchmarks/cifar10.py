@@ -1,7 +1,7 @@
 """CIFAR-10 on the CPU in one command: `poolbench run data=cifar10` against the 85% / 5-minute goal.
 
     python benchmarks/cifar10.py --source /path/to/cifar10-jpg.tar.xz                 # seeds 0 1 2
-    python benchmarks/cifar10.py --source DIR --seeds 0 train.epochs=4                # extra overrides go to poolbench
+    python benchmarks/cifar10.py --source DIR --seeds 0,1 train.epochs=4              # extra overrides go to poolbench
 
 Runs the CIFAR-10 recipe (configs/train/cifar10.yaml, pool=max) once per seed, each in its own
 process, and reports test accuracy, training seconds (evaluation excluded), accuracy after every
@@ -49,7 +49,8 @@ def flip_effect(run_dir: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", default=None, help="data.source for CIFAR-10 (folder or archive)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=lambda text: [int(s) for s in text.split(",")], default=[0, 1, 2],
+                        help="comma-separated, e.g. 0,1,2 (so overrides may follow)")
     parser.add_argument("--target", type=float, default=0.85, help="mean test accuracy over the seeds")
     parser.add_argument("--budget-s", type=float, default=300.0, help="training seconds allowed, each seed")
     parser.add_argument("--runs", type=Path, default=None, help="where the run folders go "

@@ -45,7 +45,7 @@ def evaluate_with_draws(run_dir: Path, draws: list[int], accuracy_only: bool = F
         autocast = autocast_for(device, cfg.train.amp)
         if accuracy_only:
             predictions = predict(inference, data.test_x, normalize, int(cfg.eval.batch_size), autocast,
-                                  draws=k, draw_seed=int(cfg.eval.seed))
+                                  draws=k, draw_seed=int(cfg.eval.seed), flip=bool(cfg.eval.get("tta_flip", False)))
             result = {"accuracy": (predictions == data.test_y).float().mean().item(),
                       "invariance": {"consistency": float("nan"), "flip_rate_1px": float("nan")}}
         else:

@@ -1,6 +1,7 @@
 """Goal 3 in one command: MFU of the default model, and `poolbench bench` for every operator.
 
-    python benchmarks/mfu.py                    # the default MNIST model, fp32, all cores
+    python benchmarks/mfu.py                    # the default MNIST model, all cores (fp32 unless bf16 is native:
+                                                # add train.amp=false for goal 3's fp32 figure there)
     python benchmarks/mfu.py train.amp=true     # the same under bf16 autocast
 
 MFU = forward FLOPs x images/s / this machine's dense matmul rate in the model's precision

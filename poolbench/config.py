@@ -351,6 +351,10 @@ def _check_values(cfg: DictConfig) -> None:
         whole("eval.throughput.rounds", cfg.eval.throughput.rounds, least=0)
     whole("eval.batch_size", cfg.eval.batch_size)
     whole("eval.draws", cfg.eval.draws, auto=True)
+    need(isinstance(cfg.eval.get("tta_flip", False), bool),
+         f"eval.tta_flip must be true or false, got {cfg.eval.get('tta_flip')!r}.")
+    need(isinstance(cfg.train.amp, bool) or cfg.train.amp == "auto",
+         f"train.amp must be auto, true or false, got {cfg.train.amp!r}.")
     metric = cfg.get("optimized_metric")
     need(metric is None or bool(OPTIMIZABLE.fullmatch(str(metric))),
          f"optimized_metric must name a number in metrics.json, e.g. {OPTIMIZABLE_EXAMPLES}; got {metric!r}.")

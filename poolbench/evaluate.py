@@ -67,6 +67,7 @@ def predict(model, images: torch.Tensor, normalize, batch_size: int,
     was_training = model.training
     model.eval()
     modules = drawing_modules(model) if draws > 1 else []
+    draws = draws if modules else 1  # a model with nothing to draw gives the same pass K times
     views = (lambda x: x, lambda x: x.flip(3)) if flip else (lambda x: x,)
     preds = []
     with autocast or contextlib.nullcontext():

@@ -212,7 +212,7 @@ def recipe_text(protocol: dict) -> str:
             f"({t['warmup_fraction']:.0%} warm-up), wd {t['weight_decay']:g}, "
             f"label smoothing {t['label_smoothing']:g}, "
             f"{'augment: ' + ' + '.join(augment) if augment else 'no augmentation'}; "
-            f"test: {test} for fractional/stochastic{', flip averaged' if e.get('tta_flip') else ''}")
+            f"test: {test} for fractional/stochastic{'; test-time flip' if e.get('tta_flip') else ''}")
 
 
 def _draws(value):

@@ -33,9 +33,11 @@ def bf16_is_native(device: torch.device) -> bool:
     Elsewhere oneDNN emulates bf16, and a bf16 training step is up to 10x slower than fp32."""
     if device.type == "cuda":
         return True
+    # not torch.ops.mkldnn._is_mkldnn_bf16_supported(): that also says yes for plain AVX-512, which
+    # only emulates bf16 arithmetic
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a torch built without oneDNN
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):  # a torch without these checks
         return False
 
 

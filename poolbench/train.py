@@ -221,6 +221,7 @@ def load_resume(cfg) -> dict:
     if differ:
         shown = ", ".join(differ[:4])
         raise UsageError(f"train.resume={run_dir} continues that run, but these settings differ: {shown}; "
-                         "pass the run's own overrides (see its .hydra/overrides.yaml).")
+                         "pass the run's own overrides (see its .hydra/overrides.yaml), and the values "
+                         "listed here where a recipe's defaults changed since.")
     return ckpt if ckpt is not None else load_checkpoint(path)  # the latter says the checkpoint is missing
 

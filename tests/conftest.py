@@ -20,7 +20,8 @@ def one_torch_thread():
 def cpu_without_native_bf16(monkeypatch):
     """In-process runs train in fp32 on every CPU (train.amp=auto follows the CPU's native bf16), so
     expected values do not depend on the machine; test_runtime checks both answers."""
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
 
 
 @pytest.fixture

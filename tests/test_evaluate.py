@@ -57,20 +57,22 @@ def reference_consistency(model, x, eval_cfg):
     """The README's definition computed the plain way: two full passes per shift pair."""
     generator = torch.Generator().manual_seed(int(eval_cfg.seed))
     s, n, agreements = int(eval_cfg.max_shift), len(x), []
+    flip = bool(eval_cfg.get("tta_flip", False))
     for _ in range(int(eval_cfg.shift_pairs)):
         o = torch.randint(-s, s + 1, (2, 2, n), generator=generator)
-        first = predict(model, x, NORM, 5, offsets=(o[0, 0], o[0, 1]), mode=eval_cfg.shift_mode)
-        second = predict(model, x, NORM, 5, offsets=(o[1, 0], o[1, 1]), mode=eval_cfg.shift_mode)
+        first = predict(model, x, NORM, 5, offsets=(o[0, 0], o[0, 1]), mode=eval_cfg.shift_mode, flip=flip)
+        second = predict(model, x, NORM, 5, offsets=(o[1, 0], o[1, 1]), mode=eval_cfg.shift_mode, flip=flip)
         agreements.append((first == second).sum().item() / n)
     return sum(agreements) / len(agreements)
 
 
-def test_consistency_reusing_predictions_equals_the_plain_definition():
+@pytest.mark.parametrize("flip", [False, True])
+def test_consistency_reusing_predictions_equals_the_plain_definition(flip):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(36, 3))  # shift-sensitive, deterministic
     x = torch.randint(0, 255, (200, 1, 6, 6), dtype=torch.uint8)
     for mode in ("circular", "translate"):
-        cfg = OmegaConf.merge(EVAL, {"shift_pairs": 4, "shift_mode": mode, "seed": 3})
+        cfg = OmegaConf.merge(EVAL, {"shift_pairs": 4, "shift_mode": mode, "seed": 3, "tta_flip": flip})
         result = invariance(model, x, torch.zeros(200, dtype=torch.long), NORM, cfg)["invariance"]
         expected = reference_consistency(model, x, cfg)
         assert 0.2 < expected < 0.95  # the check can tell a wrong pairing from a right one
@@ -180,6 +182,10 @@ def test_test_time_flip_averages_the_softmax_of_the_image_and_its_mirror():
     x = images(4)  # top-left pixel lit: class 1 (softmax 0.73); mirrored, class 0 (softmax 0.95)
     assert predict(LeftCornerLit(), x, NORM, batch_size=3).tolist() == [1, 1, 1, 1]
     assert predict(LeftCornerLit(), x, NORM, batch_size=3, flip=True).tolist() == [0, 0, 0, 0]
+    drawing = LeftCornerLit()
+    drawing.draw_seed = None  # a module that takes draws: the flip holds in the draws' path too
+    assert predict(drawing, x, NORM, batch_size=3, draws=3).tolist() == [1, 1, 1, 1]
+    assert predict(drawing, x, NORM, batch_size=3, draws=3, flip=True).tolist() == [0, 0, 0, 0]
     # against the plain formula, on a real network, with draws too
     model, x = drawing_model("fractional"), random_images(6)
     model(NORM(x[:2]))
@@ -199,3 +205,16 @@ def test_invariance_applies_and_records_test_time_flip():
     flipped = invariance(LeftCornerLit(), x, labels, NORM, OmegaConf.merge(EVAL, {"tta_flip": True}))
     assert plain["accuracy"] == 0.0 and flipped["accuracy"] == 1.0
     assert flipped["invariance"]["tta_flip"] is True and plain["invariance"]["tta_flip"] is False
+    # the shifted passes are flip-averaged too: the same shifts predicted the plain way with flip=True
+    cfg = OmegaConf.merge(EVAL, {"tta_flip": True})
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 3))
+    x, labels = torch.randint(0, 255, (50, 1, 6, 6), dtype=torch.uint8), torch.zeros(50, dtype=torch.long)
+    result = invariance(model, x, labels, NORM, cfg)["invariance"]
+    n = len(x)
+    for d in (1, 2):
+        accs = []
+        for sy, sx in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            offsets = (torch.full((n,), sy * d), torch.full((n,), sx * d))
+            accs.append((predict(model, x, NORM, 5, offsets=offsets, flip=True) == labels).sum().item() / n)
+        assert result["shift_accuracy"][str(d)] == pytest.approx(sum(accs) / 4, abs=1e-12)

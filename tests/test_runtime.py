@@ -34,7 +34,8 @@ def test_select_device_names_and_refusals(monkeypatch):
 
 @pytest.mark.parametrize("native", [True, False])
 def test_amp_auto_follows_native_bf16_and_true_false_force_it(monkeypatch, native):
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     assert amp_enabled(CPU, "auto") is native and amp_enabled(torch.device("cuda"), "auto")
     assert amp_enabled(CPU, True) and not amp_enabled(CPU, False)
     with autocast_for(CPU, True):
@@ -48,8 +49,11 @@ def test_bf16_is_native_answers_for_a_torch_without_onednn(monkeypatch):
     def missing():
         raise RuntimeError("no such op")
 
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", missing)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", missing)
     assert not runtime.bf16_is_native(CPU) and runtime.bf16_is_native(torch.device("cuda"))
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert runtime.bf16_is_native(CPU)  # AMX alone is native bf16 too
 
 
 @pytest.mark.parametrize("channels_last", [True, False])
