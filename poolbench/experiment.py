@@ -170,6 +170,8 @@ def _start_metrics(cfg, device: torch.device, run_info: dict) -> dict:
                            "device": device.type, **run_info})
     metrics["environment"] = environment(device, torch.get_num_threads())
     metrics["protocol"] = run_protocol(cfg)
+    # train.amp=auto depends on the machine: record the precision this run trains in (bf16 or fp32)
+    metrics["protocol"]["train"]["precision"] = str(compute_dtype(device, cfg.train.amp)).removeprefix("torch.")
     return metrics
 
 

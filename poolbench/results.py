@@ -211,6 +211,7 @@ def recipe_text(protocol: dict) -> str:
     return (f"{t['epochs']} epochs, batch {t['batch_size']}, {t['optimizer']} lr {t['lr']:g} {t['schedule']} "
             f"({t['warmup_fraction']:.0%} warm-up), wd {t['weight_decay']:g}, "
             f"label smoothing {t['label_smoothing']:g}, "
+            f"{'bf16 autocast, ' if t.get('precision') == 'bfloat16' else ''}"
             f"{'augment: ' + ' + '.join(augment) if augment else 'no augmentation'}; "
             f"test: {test} for fractional/stochastic{'; test-time flip' if e.get('tta_flip') else ''}")
 

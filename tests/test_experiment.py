@@ -50,6 +50,7 @@ def test_a_complete_run_records_what_ran_and_how_long(tmp_path, capsys):
     # the recipe and test protocol, which a table names (results.recipe_text)
     cfg = compose_config(QUICK)
     assert metrics["protocol"]["train"]["epochs"] == cfg.train.epochs
+    assert metrics["protocol"]["train"]["precision"] == "float32"  # what train.amp=auto resolved to here
     assert metrics["protocol"]["eval"]["draws"] == cfg.eval.draws
     assert metrics["invariance"]["draws"] == 1  # pool=max has nothing to draw
 
@@ -235,6 +236,10 @@ def test_test_time_flip_is_the_protocol_of_every_pass_and_emulated_bf16_is_warne
     out = " ".join(capsys.readouterr().out.split())
     assert "train.amp=true on a CPU without native bf16" in out and "train.amp=auto" in out
     assert metrics["status"] == "complete" and metrics["throughput"]["matmul_dtype"] == "bfloat16"
+    assert metrics["protocol"]["train"]["precision"] == "bfloat16"
+    from poolbench.results import recipe_text
+
+    assert "bf16 autocast" in recipe_text(metrics["protocol"])
     assert metrics["protocol"]["eval"]["tta_flip"] is True and metrics["invariance"]["tta_flip"] is True
     # training's last test pass (flip averaged too) is the unshifted pass the accuracy comes from
     assert metrics["accuracy"]["test"] == metrics["history"][-1]["test_accuracy"]
