@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 from poolbench.config import load_run_config
 from poolbench.data import load_dataset
 from poolbench.data.transforms import Normalizer
-from poolbench.evaluate import invariance, predict
+from poolbench.evaluate import invariance, predict, uses_test_time_flip
 from poolbench.model import inference_copy
 from poolbench.results import CHECKPOINT_FILE, load_checkpoint
 from poolbench.runtime import autocast_for, model_on, select_device, set_threads
@@ -45,7 +45,7 @@ def evaluate_with_draws(run_dir: Path, draws: list[int], accuracy_only: bool = F
         autocast = autocast_for(device, cfg.train.amp)
         if accuracy_only:
             predictions = predict(inference, data.test_x, normalize, int(cfg.eval.batch_size), autocast,
-                                  draws=k, draw_seed=int(cfg.eval.seed), flip=bool(cfg.eval.get("tta_flip", False)))
+                                  draws=k, draw_seed=int(cfg.eval.seed), flip=uses_test_time_flip(cfg.eval))
             result = {"accuracy": (predictions == data.test_y).float().mean().item(),
                       "invariance": {"consistency": float("nan"), "flip_rate_1px": float("nan")}}
         else:

@@ -168,11 +168,16 @@ def invariance(model, images: torch.Tensor, labels: torch.Tensor, normalize, eva
     }
 
 
+def uses_test_time_flip(eval_cfg) -> bool:
+    """eval.tta_flip; false for a run configured before the key existed."""
+    return bool(eval_cfg.get("tta_flip", False))
+
+
 def prediction_protocol(model, eval_cfg) -> dict:
     """predict()'s keyword arguments for every test prediction under `eval_cfg`: draws and test-time
     flip. (Training's per-epoch test pass makes one draw with the same flip setting.)"""
     return {"draws": effective_draws(model, eval_cfg.get("draws", 1)), "draw_seed": int(eval_cfg.seed),
-            "flip": bool(eval_cfg.get("tta_flip", False))}
+            "flip": uses_test_time_flip(eval_cfg)}
 
 
 def _share(mask: torch.Tensor) -> float:

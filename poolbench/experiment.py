@@ -42,7 +42,7 @@ from poolbench.runtime import (
     set_threads,
     stop_on_signals,
 )
-from poolbench.speed import add_mfu, count_flops, matmul_rate_once, throughput
+from poolbench.speed import add_mfu, count_flops, dtype_name, matmul_rate_once, throughput
 from poolbench.trackers import Trackers, final_scalars, open_trackers
 from poolbench.train import load_resume, settings_differ, train
 
@@ -171,7 +171,7 @@ def _start_metrics(cfg, device: torch.device, run_info: dict) -> dict:
     metrics["environment"] = environment(device, torch.get_num_threads())
     metrics["protocol"] = run_protocol(cfg)
     # train.amp=auto depends on the machine: record the precision this run trains in (bf16 or fp32)
-    metrics["protocol"]["train"]["precision"] = str(compute_dtype(device, cfg.train.amp)).removeprefix("torch.")
+    metrics["protocol"]["train"]["precision"] = dtype_name(compute_dtype(device, cfg.train.amp))
     return metrics
 
 

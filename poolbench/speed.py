@@ -128,12 +128,17 @@ def matmul_rate(device: torch.device, dtype: torch.dtype = torch.float32, size: 
         seconds = statistics.median(_mm_seconds(a, b, device) for _ in range(calls))
         best = max(best, 2 * size**3 / seconds)
         timed += 1
-    name = str(dtype).removeprefix("torch.")
+    name = dtype_name(dtype)
     return MatmulRate(best, name, f"best of {timed} rounds (median of {calls} mm each) of "
                                   f"{size}x{size} {name} after warm-up")
 
 
 @functools.lru_cache(maxsize=None)
+def dtype_name(dtype: torch.dtype) -> str:
+    """"float32", "bfloat16": how metrics.json names a precision."""
+    return str(dtype).removeprefix("torch.")
+
+
 def matmul_rate_once(device: torch.device, dtype: torch.dtype = torch.float32) -> MatmulRate:
     """The matmul rate measured once per process: jobs that share a process (a basic or joblib
     sweep) need not spend half a second on it each."""

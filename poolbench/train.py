@@ -21,7 +21,7 @@ from poolbench.config import load_run_config
 from poolbench.data import TensorData
 from poolbench.data.transforms import Normalizer, random_flip, random_shift
 from poolbench.errors import RunError, UsageError
-from poolbench.evaluate import predict
+from poolbench.evaluate import predict, uses_test_time_flip
 from poolbench.model import inference_copy
 from poolbench.results import CHECKPOINT_FILE, flatten, load_checkpoint, save_checkpoint
 from poolbench.runtime import StopRequest, autocast_for
@@ -148,7 +148,7 @@ def train(cfg, model: torch.nn.Module, data: TensorData, device: torch.device,
             state.train_seconds += time.perf_counter() - started
             # one draw (fractional, stochastic: their deterministic pass); test-time flip as eval.tta_flip says
             state.test_predictions = predict(inference_copy(model), data.test_x, normalize, cfg.eval.batch_size,
-                                             autocast_for(device, tc.amp), flip=bool(cfg.eval.get("tta_flip", False)))
+                                             autocast_for(device, tc.amp), flip=uses_test_time_flip(cfg.eval))
             test_accuracy = (state.test_predictions == data.test_y).sum().item() / max(1, data.test_y.numel())
             state.epoch = epoch + 1
             before = state.history[-1]["seconds"] if state.history else 0.0  # a resumed epoch counts both parts

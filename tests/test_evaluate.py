@@ -132,16 +132,24 @@ def test_draws_are_fixed_per_draw_and_the_same_for_every_image(pool):
     assert not torch.equal(first, second) and not torch.equal(first, fixed)
 
 
-def test_predictions_average_the_softmax_over_the_draws():
-    model, x = drawing_model("fractional"), random_images(6)
-    model(NORM(x[:2]))
+def softmax_over_draws(model, x, draws: int, draw_seed: int, flip: bool = False) -> torch.Tensor:
+    """The plain formula: the softmax summed over the seeded draws (and each image's mirror image)."""
     from poolbench.evaluate import drawing_modules, seeded_draw
 
     with torch.no_grad():
         total = 0
-        for draw in range(3):
-            with seeded_draw(drawing_modules(model), 5, draw):
+        for draw in range(draws):
+            with seeded_draw(drawing_modules(model), draw_seed, draw):
                 total = total + model(NORM(x)).softmax(1)
+                if flip:
+                    total = total + model(NORM(x).flip(3)).softmax(1)
+    return total
+
+
+def test_predictions_average_the_softmax_over_the_draws():
+    model, x = drawing_model("fractional"), random_images(6)
+    model(NORM(x[:2]))
+    total = softmax_over_draws(model, x, draws=3, draw_seed=5)
     assert torch.equal(predict(model, x, NORM, batch_size=6, draws=3, draw_seed=5), total.argmax(1))
 
 
@@ -189,13 +197,7 @@ def test_test_time_flip_averages_the_softmax_of_the_image_and_its_mirror():
     # against the plain formula, on a real network, with draws too
     model, x = drawing_model("fractional"), random_images(6)
     model(NORM(x[:2]))
-    from poolbench.evaluate import drawing_modules, seeded_draw
-
-    with torch.no_grad():
-        total = 0
-        for draw in range(2):
-            with seeded_draw(drawing_modules(model), 5, draw):
-                total = total + model(NORM(x)).softmax(1) + model(NORM(x).flip(3)).softmax(1)
+    total = softmax_over_draws(model, x, draws=2, draw_seed=5, flip=True)
     assert torch.equal(predict(model, x, NORM, batch_size=4, draws=2, draw_seed=5, flip=True), total.argmax(1))
 
 
