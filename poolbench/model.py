@@ -20,6 +20,7 @@ from poolbench.errors import UsageError
 from poolbench.pools import build_pool
 from poolbench.pools.registry import check_options, is_local
 from poolbench.targets import import_target
+from poolbench.whitening import PatchWhitening
 
 
 class SmallCNN(nn.Module):
@@ -28,18 +29,22 @@ class SmallCNN(nn.Module):
     `padding` is the padding_mode of every conv3x3 (padding 1): `zeros` (the default) or
     `circular`, with which the convolutions commute with circular shifts of the feature map. An
     operator's own padded convolutions (pool=strided's, pool=lip's logit) keep their zero padding.
+    `whiten`: the first stage's convolution is a frozen patch-whitening filter bank fitted to the
+    training images before training starts (whitening.py) instead of a learned one.
     """
 
     def __init__(self, in_channels: int, num_classes: int, image_size: int, make_pool: PoolMaker, *,
-                 channels: list[int], readout: str, padding: str = "zeros"):
+                 channels: list[int], readout: str, padding: str = "zeros", whiten: bool = False):
         super().__init__()
         self.readout = resolve_readout(readout, make_pool.local, make_pool.name)
         padding = resolve_padding(padding)
         layers: list[nn.Module] = []
         c_in = in_channels
-        for width in channels:
+        for stage, width in enumerate(channels):
+            first_whitens = stage == 0 and check_whiten(whiten, in_channels, width)
             layers += [
-                nn.Conv2d(c_in, width, 3, padding=1, padding_mode=padding, bias=False),
+                PatchWhitening(c_in, width, padding) if first_whitens
+                else nn.Conv2d(c_in, width, 3, padding=1, padding_mode=padding, bias=False),
                 nn.BatchNorm2d(width),
                 nn.ReLU(inplace=True),
                 make_pool(width),
@@ -106,6 +111,18 @@ def resolve_readout(readout: str, local: bool, pool_name: str) -> str:
                              "use model.readout=gap (or auto).")
         return "gap"
     return "flatten" if readout == "auto" else readout
+
+
+def check_whiten(whiten, in_channels: int, width: int) -> bool:
+    """model.whiten: a bool; when true, the first stage's width must be an even number of filters
+    that the image's 3x3 patches have directions for (two per direction, one of each sign)."""
+    if not isinstance(whiten, bool):
+        raise UsageError(f"model.whiten must be true or false, got '{whiten}'.")
+    most = 2 * 9 * in_channels
+    if whiten and (width % 2 or width > most):
+        raise UsageError(f"model.whiten=true needs an even first width of at most {most} for "
+                         f"{in_channels}-channel images, got model.channels[0]={width}: change model.channels.")
+    return whiten
 
 
 PADDINGS = ("zeros", "circular")

@@ -25,6 +25,7 @@ from poolbench.evaluate import predict, uses_test_time_flip
 from poolbench.model import inference_copy
 from poolbench.results import CHECKPOINT_FILE, flatten, load_checkpoint, save_checkpoint
 from poolbench.runtime import StopRequest, autocast_for
+from poolbench.whitening import fit_whitening
 
 LOSS_READ_EVERY = 25  # steps between host reads of the running loss (progress display)
 
@@ -88,6 +89,8 @@ def train(cfg, model: torch.nn.Module, data: TensorData, device: torch.device,
     if resume is not None:
         state = TrainState(int(resume["epoch"]), float(resume["train_seconds"]), list(resume["history"]))
         first_step, perm, loss_sum = _restore(resume, model, optimizer, generator, device, steps_per_epoch)
+    else:
+        fit_whitening(model, data.train_x, normalize)  # model.whiten: filters from the data, before step 1
     stop = stop or StopRequest()
     # The settings go into every checkpoint: a resume checks against them even after the run's
     # folder was reused (a sweep job continued in place rewrites its .hydra/config.yaml first).

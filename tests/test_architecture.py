@@ -30,6 +30,7 @@ MODULES = {module_name(p): imports(p) for p in sorted(PACKAGE.rglob("*.py"))}
 FORBIDDEN = {
     "poolbench.errors": ["poolbench."],
     "poolbench.environment": ["poolbench."],
+    "poolbench.whitening": ["poolbench."],
     "poolbench.pools": ["poolbench.model", "poolbench.config", "poolbench.data", "poolbench.train",
                         "poolbench.experiment", "poolbench.sweep", "poolbench.cli"],
     "poolbench.model": ["poolbench.data", "poolbench.train", "poolbench.experiment", "poolbench.sweep",

@@ -125,6 +125,9 @@ RUN_ROWS = [
     (["pool=global", "model.readout=flatten"], "readout=gap", 2),
     (["model.padding=reflect"], "model.padding must be zeros or circular, got 'reflect'.", 2),
     (["model=resnet20", "model.padding=reflect"], "model.padding must be zeros or circular, got 'reflect'.", 2),
+    (["model.whiten=maybe"], "model.whiten must be true or false, got 'maybe'.", 2),
+    (["model.whiten=true", "model.channels=[20,32]"],
+     "model.whiten=true needs an even first width of at most 18 for 1-channel images, got model.channels[0]=20", 2),
     (["model=resnet20", "model.blocks=[1,1]"], "model.widths and model.blocks must be equally long lists", 2),
     (["model=resnet18", "model.widths=[64,64,64,64,64,64,64]", "model.blocks=[1,1,1,1,1,1,1]"], "too deep", 2),
     # resuming

@@ -76,9 +76,10 @@ def test_each_dataset_picks_its_model_width_and_small_still_works():
     from poolbench.config import compose_config
 
     assert list(compose_config([]).model.channels) == [16, 32, 64]
-    assert list(compose_config(["data=cifar10"]).model.channels) == [32, 64, 128, 256]
+    cifar = compose_config(["data=cifar10"]).model
+    assert list(cifar.channels) == [16, 48, 96, 192] and cifar.whiten is True
     narrow = compose_config(["data=cifar10", "model=small"]).model
-    assert narrow.name == "small" and list(narrow.channels) == [16, 32, 64]
+    assert narrow.name == "small" and list(narrow.channels) == [16, 32, 64] and narrow.whiten is False
     assert list(compose_config(["data=cifar10", "model.channels=[8,16]"]).model.channels) == [8, 16]
 
 
