@@ -89,8 +89,10 @@ def train(cfg, model: torch.nn.Module, data: TensorData, device: torch.device,
     if resume is not None:
         state = TrainState(int(resume["epoch"]), float(resume["train_seconds"]), list(resume["history"]))
         first_step, perm, loss_sum = _restore(resume, model, optimizer, generator, device, steps_per_epoch)
-    else:
-        fit_whitening(model, data.train_x, normalize)  # model.whiten: filters from the data, before step 1
+    else:  # model.whiten: filters from the data before step 1, counted as training time (epoch 1's)
+        started = time.perf_counter()
+        fit_whitening(model, data.train_x, normalize)
+        state.train_seconds += time.perf_counter() - started
     stop = stop or StopRequest()
     # The settings go into every checkpoint: a resume checks against them even after the run's
     # folder was reused (a sweep job continued in place rewrites its .hydra/config.yaml first).
@@ -199,6 +201,9 @@ def _restore(ckpt: dict, model, optimizer, generator, device, steps_per_epoch: i
 RESUME_MAY_DIFFER = ("train.resume", "threads", "device", "eval.", "data_home", "data.root", "data.source",
                      "data.download", "data.cache", "data.max_pixels", "logger.", "optimized_metric")
 MEASURED_FROM_DATA = ("data.num_classes", "data.mean", "data.std")  # null in a config: filled in from the data
+# Keys added after runs were saved, with the value that gives the network those runs trained: a run
+# whose config lacks the key ran with that value.
+ADDED_SINCE = {"model.whiten": False}
 
 
 def settings_differ(now, then) -> list[str]:
@@ -208,6 +213,7 @@ def settings_differ(now, then) -> list[str]:
         return flatten(OmegaConf.to_container(cfg, resolve=True) if not isinstance(cfg, dict) else cfg)
 
     now, then = flat(now), flat(then)
+    then = {**{k: v for k, v in ADDED_SINCE.items() if k in now}, **then}
     keys = sorted(key for key in set(now) | set(then) if now.get(key) != then.get(key)
                   and not key.startswith(RESUME_MAY_DIFFER)
                   and not (now.get(key) is None and key.startswith(MEASURED_FROM_DATA)))
