@@ -20,7 +20,7 @@ from poolbench.errors import UsageError
 from poolbench.pools import build_pool
 from poolbench.pools.registry import check_options, is_local
 from poolbench.targets import import_target
-from poolbench.whitening import PatchWhitening
+from poolbench.whitening import PatchWhitening, max_filters
 
 
 class SmallCNN(nn.Module):
@@ -118,7 +118,7 @@ def check_whiten(whiten, in_channels: int, width: int) -> bool:
     that the image's 3x3 patches have directions for (two per direction, one of each sign)."""
     if not isinstance(whiten, bool):
         raise UsageError(f"model.whiten must be true or false, got '{whiten}'.")
-    most = 2 * 9 * in_channels
+    most = max_filters(in_channels)
     if whiten and (width % 2 or width > most):
         raise UsageError(f"model.whiten=true needs an even first width of at most {most} for "
                          f"{in_channels}-channel images, got model.channels[0]={width}: change model.channels.")

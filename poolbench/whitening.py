@@ -18,17 +18,19 @@ FIT_CHUNK = 500       # images per step of the covariance sum
 EIGENVALUE_EPS = 5e-4  # keeps the near-zero variance directions from being scaled up without bound
 
 
+def max_filters(in_channels: int) -> int:
+    """Two filters (one of each sign) per direction of a 3x3 patch of `in_channels` channels."""
+    return 2 * 9 * in_channels
+
+
 class PatchWhitening(nn.Conv2d):
     """A 3x3 convolution (padding 1, no bias) with `out_channels`/2 whitening directions, ± each.
 
     Until `fit` is called it is an ordinary randomly initialised convolution, frozen.
+    `out_channels` is even and at most max_filters(in_channels) (model.check_whiten says so to a user).
     """
 
     def __init__(self, in_channels: int, out_channels: int, padding_mode: str = "zeros"):
-        directions = in_channels * 9
-        if out_channels % 2 or not 2 <= out_channels <= 2 * directions:
-            raise ValueError(f"a whitening layer has an even number of filters up to {2 * directions} "
-                             f"for {in_channels}-channel images, got {out_channels}")
         super().__init__(in_channels, out_channels, 3, padding=1, padding_mode=padding_mode, bias=False)
         self.weight.requires_grad_(False)
 
@@ -38,7 +40,8 @@ class PatchWhitening(nn.Conv2d):
         c = self.in_channels
         # covariance does not depend on a shift: taking out each channel's mean first keeps the
         # float32 sums below exact enough
-        images = images.float() - images.float().mean((0, 2, 3), keepdim=True)
+        images = images.float()
+        images = images - images.mean((0, 2, 3), keepdim=True)
         total, outer, count = torch.zeros(c * 9, dtype=torch.float64), 0, 0
         for chunk in images.split(FIT_CHUNK):                                # bounded memory
             patches = F.unfold(chunk, 3).transpose(0, 1).reshape(c * 9, -1)  # C*9, n*(H-2)*(W-2)
