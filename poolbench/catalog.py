@@ -81,20 +81,27 @@ META_ABOVE = 2_000_000  # parameters above which FLOPs are counted on the meta d
 def backbone_rows() -> list[dict]:
     """Params and forward FLOPs per 32x32x3 image of each backbone with each operator."""
     configs = {b: compose_config([*BACKBONE_INPUT, f"model={b}"], check=False) for b in BACKBONES}
+    # meta kernels run in Python: small nets count faster for real. Decided once per backbone, from
+    # its network with pool=max (an operator adds few parameters), so a small net is built once per row.
+    on_meta = {b: count_params(_build(cfg, "max", meta=True)) >= META_ABOVE for b, cfg in configs.items()}
     rows = []
     for name in pool_names():
         row = {"pool": name}
         for backbone, cfg in configs.items():
-            cfg = cfg.copy()
-            cfg.pool = POOLS[name].config()
-            with torch.device("meta"):  # shapes only: no weights to initialize, no arithmetic to run
-                model = build_model(cfg)
-            if count_params(model) < META_ABOVE:  # meta kernels run in Python: small nets count faster for real
-                model = build_model(cfg)
+            model = _build(cfg, name, meta=on_meta[backbone])
             flops, uncounted = count_flops(model, (3, 32, 32))  # its probe follows the weights' device
             row[backbone] = {"params": count_params(model), "flops": flops, "uncounted": uncounted}
         rows.append(row)
     return rows
+
+
+def _build(cfg, pool_name: str, meta: bool):
+    cfg = cfg.copy()
+    cfg.pool = POOLS[pool_name].config()
+    if not meta:
+        return build_model(cfg)
+    with torch.device("meta"):  # shapes only: no weights to initialize, no arithmetic to run
+        return build_model(cfg)
 
 
 def backbone_table() -> Table:

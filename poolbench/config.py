@@ -326,6 +326,7 @@ def _check_values(cfg: DictConfig) -> None:
     number("train.momentum", 0, 1, high_open=True)
     number("train.weight_decay", 0)
     number("train.label_smoothing", 0, 1, high_open=True)
+    number("train.lookahead", 0, 1, high_open=True)
     whole("eval.throughput.batch_size", cfg.eval.throughput.batch_size)
     whole("eval.throughput.warmup", cfg.eval.throughput.warmup, least=0)
     whole("eval.throughput.iters", cfg.eval.throughput.iters)
@@ -351,6 +352,8 @@ def _check_values(cfg: DictConfig) -> None:
         whole("eval.throughput.rounds", cfg.eval.throughput.rounds, least=0)
     whole("eval.batch_size", cfg.eval.batch_size)
     whole("eval.draws", cfg.eval.draws, auto=True)
+    need(cfg.train.augment.flip in (True, False, "alternate"),
+         f"train.augment.flip must be true, false or alternate, got {cfg.train.augment.flip!r}.")
     need(isinstance(cfg.eval.get("tta_flip", False), bool),
          f"eval.tta_flip must be true or false, got {cfg.eval.get('tta_flip')!r}.")
     need(isinstance(cfg.train.amp, bool) or cfg.train.amp == "auto",
@@ -376,6 +379,11 @@ def _run_config_path(run_dir: Path) -> Path:
     return path
 
 
+# Keys added after runs were saved, with the value that gives what those runs trained: a run whose
+# config lacks the key ran with that value.
+ADDED_SINCE = {"model.whiten": False, "train.lookahead": 0.0}
+
+
 def load_run_config(run_dir: Path) -> DictConfig:
     """The composed config a run saved in <run_dir>/.hydra/config.yaml."""
     path = _run_config_path(run_dir)
@@ -386,6 +394,11 @@ def load_run_config(run_dir: Path) -> DictConfig:
         raise UsageError(f"{damaged} (not readable YAML): restore it, or rerun the experiment.") from None
     if not isinstance(cfg, DictConfig) or not all(key in cfg for key in ("pool", "model", "data", "train", "eval")):
         raise UsageError(f"{damaged} (it lacks poolbench's sections): restore it, or rerun the experiment.")
+    for key, value in ADDED_SINCE.items():
+        section, name = key.split(".")
+        # every run has train's keys; a model key belongs to some backbones only, whose own default covers it
+        if section == "train" and name not in cfg.train:
+            cfg.train[name] = value
     try:
         validate(cfg, trackers=False)
     except UsageError as err:  # a value no run could have saved: the file, not the user's line, is wrong

@@ -191,7 +191,8 @@ def run_protocol(cfg) -> dict:
                   "lr": float(train.lr), "schedule": "one-cycle linear",
                   "warmup_fraction": float(train.warmup_fraction), "momentum": float(train.momentum),
                   "weight_decay": float(train.weight_decay), "label_smoothing": float(train.label_smoothing),
-                  "augment": {"shift": int(train.augment.shift), "flip": bool(train.augment.flip)},
+                  "lookahead": float(train.get("lookahead", 0.0)),
+                  "augment": {"shift": int(train.augment.shift), "flip": _flip(train.augment.flip)},
                   "amp": str(train.amp)},
         "eval": {"draws": _draws(evaluation.get("draws", 1)), "max_shift": int(evaluation.max_shift),
                  "shift_pairs": int(evaluation.shift_pairs), "shift_mode": str(evaluation.shift_mode),
@@ -204,16 +205,21 @@ def recipe_text(protocol: dict) -> str:
     (25% warm-up), wd 0.0005, label smoothing 0.1, no augmentation; test: 1 draw"."""
     t, e = protocol["train"], protocol["eval"]
     augment = [f"shift {t['augment']['shift']}px"] if t["augment"]["shift"] else []
-    augment += ["flip"] if t["augment"]["flip"] else []
+    augment += [{"alternate": "alternating flip"}.get(t["augment"]["flip"], "flip")] if t["augment"]["flip"] else []
     draws = e["draws"]
     test = {"auto": "each operator's own number of draws (eval.draws=auto)", 1: "1 fixed pass"}.get(
         draws, f"softmax over {draws} seeded draws")
     return (f"{t['epochs']} epochs, batch {t['batch_size']}, {t['optimizer']} lr {t['lr']:g} {t['schedule']} "
             f"({t['warmup_fraction']:.0%} warm-up), wd {t['weight_decay']:g}, "
             f"label smoothing {t['label_smoothing']:g}, "
+            f"{'lookahead ' + format(t['lookahead'], 'g') + ', ' if t.get('lookahead') else ''}"
             f"{'bf16 autocast, ' if t.get('precision') == 'bfloat16' else ''}"
             f"{'augment: ' + ' + '.join(augment) if augment else 'no augmentation'}; "
             f"test: {test} for fractional/stochastic{'; test-time flip' if e.get('tta_flip') else ''}")
+
+
+def _flip(value):
+    return "alternate" if value == "alternate" else bool(value)
 
 
 def _draws(value):

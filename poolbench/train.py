@@ -17,11 +17,12 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from poolbench.config import load_run_config
+from poolbench.config import ADDED_SINCE, load_run_config
 from poolbench.data import TensorData
-from poolbench.data.transforms import Normalizer, random_flip, random_shift
+from poolbench.data.transforms import Normalizer, alternating_flips, flip_where, random_flip, random_shift
 from poolbench.errors import RunError, UsageError
 from poolbench.evaluate import predict, uses_test_time_flip
+from poolbench.lookahead import Lookahead
 from poolbench.model import inference_copy
 from poolbench.results import CHECKPOINT_FILE, flatten, load_checkpoint, save_checkpoint
 from poolbench.runtime import StopRequest, autocast_for
@@ -84,7 +85,8 @@ def train(cfg, model: torch.nn.Module, data: TensorData, device: torch.device,
     autocast = autocast_for(device, tc.amp)
     # Plain Python values for the hot loop: OmegaConf lookups cost microseconds each, every step.
     peak_lr, warmup_fraction, smoothing = float(tc.lr), float(tc.warmup_fraction), float(tc.label_smoothing)
-    max_shift, flip = int(tc.augment.shift), bool(tc.augment.flip)
+    max_shift, flip = int(tc.augment.shift), tc.augment.flip  # flip: true | false | alternate
+    flips = alternating_flips(n, cfg.seed, device) if flip == "alternate" else None
     first_step, perm, loss_sum = 0, None, None
     if resume is not None:
         state = TrainState(int(resume["epoch"]), float(resume["train_seconds"]), list(resume["history"]))
@@ -93,6 +95,10 @@ def train(cfg, model: torch.nn.Module, data: TensorData, device: torch.device,
         started = time.perf_counter()
         fit_whitening(model, data.train_x, normalize)
         state.train_seconds += time.perf_counter() - started
+    # train.lookahead: created after the whitening fit, so the slow copy holds the fitted filters
+    lookahead = Lookahead(model, tc.lookahead, total_steps) if float(tc.lookahead) else None
+    if lookahead is not None and resume is not None and resume.get("lookahead") is not None:
+        lookahead.load_state_dict(resume["lookahead"])
     stop = stop or StopRequest()
     # The settings go into every checkpoint: a resume checks against them even after the run's
     # folder was reused (a sweep job continued in place rewrites its .hydra/config.yaml first).
@@ -104,6 +110,7 @@ def train(cfg, model: torch.nn.Module, data: TensorData, device: torch.device,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+            "lookahead": lookahead.state_dict() if lookahead is not None else None,
             "epoch": state.epoch, "step": step, "perm": perm, "loss_sum": loss_sum,
             "steps_per_epoch": steps_per_epoch,
             "train_seconds": state.train_seconds, "history": state.history,
@@ -127,7 +134,9 @@ def train(cfg, model: torch.nn.Module, data: TensorData, device: torch.device,
                 images = data.train_x[idx]
                 if max_shift:
                     images = random_shift(images, max_shift, generator)
-                if flip:
+                if flips is not None:
+                    images = flip_where(images, flips[idx] ^ bool(epoch % 2))
+                elif flip:
                     images = random_flip(images, generator)
                 with autocast:
                     loss = F.cross_entropy(model(normalize(images)), data.train_y[idx],
@@ -135,6 +144,8 @@ def train(cfg, model: torch.nn.Module, data: TensorData, device: torch.device,
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if lookahead is not None:
+                    lookahead.after_step(epoch * steps_per_epoch + step + 1)
                 loss_sum += loss.detach()
                 if (step + 1) % LOSS_READ_EVERY == 0 or step + 1 == steps_per_epoch:
                     running = (loss_sum / (step + 1)).item()  # one host read per LOSS_READ_EVERY steps
@@ -201,9 +212,6 @@ def _restore(ckpt: dict, model, optimizer, generator, device, steps_per_epoch: i
 RESUME_MAY_DIFFER = ("train.resume", "threads", "device", "eval.", "data_home", "data.root", "data.source",
                      "data.download", "data.cache", "data.max_pixels", "logger.", "optimized_metric")
 MEASURED_FROM_DATA = ("data.num_classes", "data.mean", "data.std")  # null in a config: filled in from the data
-# Keys added after runs were saved, with the value that gives the network those runs trained: a run
-# whose config lacks the key ran with that value.
-ADDED_SINCE = {"model.whiten": False}
 
 
 def settings_differ(now, then) -> list[str]:

@@ -31,6 +31,7 @@ FORBIDDEN = {
     "poolbench.errors": ["poolbench."],
     "poolbench.environment": ["poolbench."],
     "poolbench.whitening": ["poolbench."],
+    "poolbench.lookahead": ["poolbench."],
     "poolbench.pools": ["poolbench.model", "poolbench.config", "poolbench.data", "poolbench.train",
                         "poolbench.experiment", "poolbench.sweep", "poolbench.cli"],
     "poolbench.model": ["poolbench.data", "poolbench.train", "poolbench.experiment", "poolbench.sweep",

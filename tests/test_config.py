@@ -91,3 +91,16 @@ def test_a_damaged_run_config_says_so_not_wrong_type(tmp_path, text, reason):
         load_run_config(tmp_path)
     assert str(raised.value) == (f"The run's config {path} is damaged or was edited by hand {reason}: "
                                  "restore it, or rerun the experiment.")
+
+
+def test_a_run_saved_before_a_train_key_existed_loads_with_the_value_it_ran_with(tmp_path):
+    from omegaconf import OmegaConf, open_dict
+
+    from poolbench.config import load_run_config
+
+    (tmp_path / ".hydra").mkdir()
+    cfg = compose_config(["data=shapes"])
+    with open_dict(cfg):
+        del cfg.train["lookahead"]  # train.lookahead came later: such a run trained without it
+    OmegaConf.save(cfg, tmp_path / ".hydra" / "config.yaml")
+    assert load_run_config(tmp_path).train.lookahead == 0.0

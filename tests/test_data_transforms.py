@@ -1,6 +1,6 @@
 import torch
 
-from poolbench.data.transforms import Normalizer, random_flip, random_shift, shift_images
+from poolbench.data.transforms import Normalizer, alternating_flips, flip_where, random_flip, random_shift, shift_images
 
 
 def test_circular_shift_matches_torch_roll_per_image():
@@ -25,6 +25,20 @@ def test_augmentations_keep_shape_and_dtype():
     for out in (random_shift(x, 2, g), random_flip(x, g)):
         assert out.shape == x.shape and out.dtype == torch.uint8
     assert torch.equal(random_shift(x, 0, g), x)
+
+
+def test_flip_where_mirrors_exactly_the_masked_images():
+    x = torch.arange(2 * 1 * 2 * 3, dtype=torch.uint8).view(2, 1, 2, 3)
+    out = flip_where(x, torch.tensor([True, False]))
+    assert torch.equal(out[0], x[0].flip(-1)) and torch.equal(out[1], x[1])
+
+
+def test_alternating_flips_are_half_the_images_and_the_same_for_the_same_seed():
+    cpu = torch.device("cpu")
+    flips = alternating_flips(1000, seed=3, device=cpu)
+    assert flips.dtype == torch.bool and 400 < int(flips.sum()) < 600
+    assert torch.equal(flips, alternating_flips(1000, seed=3, device=cpu))
+    assert not torch.equal(flips, alternating_flips(1000, seed=4, device=cpu))
 
 
 def test_normalizer_standardizes_and_uses_channels_last():

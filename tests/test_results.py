@@ -71,10 +71,15 @@ def test_the_recipe_is_named_in_one_line():
     plain = recipe_text(run_protocol(compose_config(["data=shapes"])))
     assert plain.startswith("3 epochs, batch 64, SGD Nesterov lr 0.1 one-cycle linear (25% warm-up)")
     assert "no augmentation" in plain and "own number of draws (eval.draws=auto)" in plain
+    assert "lookahead" not in plain
     other = recipe_text(run_protocol(compose_config(
         ["data=shapes", "train.batch_size=256", "train.momentum=0", "train.augment.shift=2",
-         "train.augment.flip=true", "eval.draws=8"])))
+         "train.augment.flip=true", "eval.draws=8", "train.lookahead=0.8"])))
     assert "batch 256, SGD lr" in other and "augment: shift 2px + flip" in other and "8 seeded draws" in other
+    assert "label smoothing 0.1, lookahead 0.8, augment" in other
+    alternating = run_protocol(compose_config(["data=shapes", "train.augment.flip=alternate"]))
+    assert alternating["train"]["augment"]["flip"] == "alternate"
+    assert "augment: alternating flip;" in recipe_text(alternating)
 
 
 def _raise(err):

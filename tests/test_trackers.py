@@ -83,6 +83,7 @@ def test_tensorboard_events_read_back(cli_run):
 
 
 @pytest.mark.filterwarnings("ignore:.*noload.*:DeprecationWarning")  # inside MLflow's SQLAlchemy store
+@pytest.mark.slow  # MLflow's SQLite store takes about 6 s to set up; the other trackers' read-backs run by default
 def test_mlflow_run_reads_back(tmp_path):
     pytest.importorskip("mlflow")
     from mlflow import MlflowClient

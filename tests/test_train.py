@@ -135,3 +135,26 @@ def test_resume_checks_against_the_settings_saved_in_the_checkpoint(tmp_path):
     with pytest.raises(UsageError, match=r"train.lr=0.05 \(run has 0.1\)"):
         load_resume(compose_config([*one_epoch, "train.lr=0.05", f"train.resume={run}"]))
     assert load_resume(compose_config([*one_epoch, f"train.resume={run}"]))["epoch"] == 1
+
+
+def test_alternating_flip_mirrors_in_epoch_2_exactly_the_images_epoch_1_did_not(tmp_path):
+    cfg, data, model = setup(["data=shapes", "model.channels=[8]", "data.train_size=64", "data.test_size=10",
+                              "train.epochs=2", "train.batch_size=64", "train.augment.flip=alternate", "threads=1"])
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()) if module.training
+                                    else None)
+    train(cfg, model, data, CPU, tmp_path / "model.pt")
+    from poolbench.data.transforms import Normalizer
+    images = Normalizer(cfg.data.mean, cfg.data.std, CPU)(data.train_x)
+    assert not torch.equal(images, images.flip(-1))  # the shapes are not all symmetric
+
+    def mirrored(batch):  # per training image: was it shown mirrored? (each appears once per epoch)
+        plain = (batch[:, None] == images[None]).flatten(2).all(-1)
+        flipped = (batch[:, None] == images.flip(-1)[None]).flatten(2).all(-1)
+        asymmetric = ~(images == images.flip(-1)).flatten(1).all(-1)
+        assert (plain | flipped).any(0).all()  # every image was shown, one way or the other
+        return flipped.any(0) & ~plain.any(0), asymmetric
+
+    (first, asymmetric), (second, _) = mirrored(seen[0]), mirrored(seen[1])
+    assert 10 < int(first[asymmetric].sum()) < 54
+    assert torch.equal(second[asymmetric], ~first[asymmetric])

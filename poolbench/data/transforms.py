@@ -45,8 +45,24 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator | N
 
 def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Training augmentation: mirror a random half of the images left-right."""
-    flip = torch.rand(x.shape[0], generator=generator, device=x.device) < 0.5
-    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+    return flip_where(x, torch.rand(x.shape[0], generator=generator, device=x.device) < 0.5)
+
+
+def flip_where(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mirror image i left-right where mask[i] is true."""
+    return torch.where(mask.view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+def alternating_flips(n: int, seed: int, device: torch.device) -> torch.Tensor:
+    """train.augment.flip=alternate: which of n images epoch 1 mirrors, half of them at random;
+    each later epoch mirrors the others (epochs 2, 4, ... take the complement), so every two
+    epochs show each image both ways (Keller Jordan's airbench). A stream of its own, from the run's
+    seed: a resumed run draws the same."""
+    generator = torch.Generator().manual_seed(int(seed) + ALTERNATING_FLIP_STREAM)
+    return (torch.rand(n, generator=generator) < 0.5).to(device)
+
+
+ALTERNATING_FLIP_STREAM = 0x5EED  # offset from the run's seed: not the stream shifts and batches draw from
 
 
 class Normalizer:
