@@ -352,7 +352,7 @@ def _check_values(cfg: DictConfig) -> None:
         whole("eval.throughput.rounds", cfg.eval.throughput.rounds, least=0)
     whole("eval.batch_size", cfg.eval.batch_size)
     whole("eval.draws", cfg.eval.draws, auto=True)
-    need(cfg.train.augment.flip in (True, False, "alternate"),
+    need(cfg.train.augment.flip in (True, False, None, "alternate"),  # null: off, as it always was
          f"train.augment.flip must be true, false or alternate, got {cfg.train.augment.flip!r}.")
     need(isinstance(cfg.eval.get("tta_flip", False), bool),
          f"eval.tta_flip must be true or false, got {cfg.eval.get('tta_flip')!r}.")

@@ -191,7 +191,7 @@ def run_protocol(cfg) -> dict:
                   "lr": float(train.lr), "schedule": "one-cycle linear",
                   "warmup_fraction": float(train.warmup_fraction), "momentum": float(train.momentum),
                   "weight_decay": float(train.weight_decay), "label_smoothing": float(train.label_smoothing),
-                  "lookahead": float(train.get("lookahead", 0.0)),
+                  "lookahead": float(train.get("lookahead", 0.0)),  # absent in runs before it: ADDED_SINCE
                   "augment": {"shift": int(train.augment.shift), "flip": _flip(train.augment.flip)},
                   "amp": str(train.amp)},
         "eval": {"draws": _draws(evaluation.get("draws", 1)), "max_shift": int(evaluation.max_shift),

@@ -97,7 +97,10 @@ def train(cfg, model: torch.nn.Module, data: TensorData, device: torch.device,
         state.train_seconds += time.perf_counter() - started
     # train.lookahead: created after the whitening fit, so the slow copy holds the fitted filters
     lookahead = Lookahead(model, tc.lookahead, total_steps) if float(tc.lookahead) else None
-    if lookahead is not None and resume is not None and resume.get("lookahead") is not None:
+    if lookahead is not None and resume is not None:
+        if resume.get("lookahead") is None:
+            raise UsageError("train.lookahead is on, but the checkpoint holds no slow weights (its run trained "
+                             "without lookahead): resume with the run's own settings.")
         lookahead.load_state_dict(resume["lookahead"])
     stop = stop or StopRequest()
     # The settings go into every checkpoint: a resume checks against them even after the run's
