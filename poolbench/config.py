@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from poolbench.errors import UsageError, first_line
+from poolbench.parsed_yaml import reuse_parsed_yaml
 from poolbench.pools import POOLS, build_pool, pool_names
 from poolbench.pools.contract import check_operator
 from poolbench.pools.registry import CUSTOM
@@ -110,7 +111,7 @@ def compose_config(overrides: list[str], hydra_config: bool = False, check: bool
     """
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"), reuse_parsed_yaml():
             cfg = compose(CONFIG_NAME, overrides=overrides, return_hydra_config=hydra_config)
     except OverrideParseException as err:
         raise UsageError(_malformed(err)) from None

@@ -32,6 +32,7 @@ FORBIDDEN = {
     "poolbench.environment": ["poolbench."],
     "poolbench.whitening": ["poolbench."],
     "poolbench.lookahead": ["poolbench."],
+    "poolbench.parsed_yaml": ["poolbench."],
     "poolbench.pools": ["poolbench.model", "poolbench.config", "poolbench.data", "poolbench.train",
                         "poolbench.experiment", "poolbench.sweep", "poolbench.cli"],
     "poolbench.model": ["poolbench.data", "poolbench.train", "poolbench.experiment", "poolbench.sweep",
