@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 import torch
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
@@ -117,6 +118,8 @@ def compose_config(overrides: list[str], hydra_config: bool = False, check: bool
         raise UsageError(_malformed(err)) from None
     except (HydraException, OmegaConfBaseException) as err:
         raise UsageError(_explain(err, overrides, _hydra_group_options)) from None
+    except yaml.YAMLError as err:  # a config file of the user's own (hydra.searchpath) that is not YAML
+        raise UsageError(_not_yaml(err)) from None
     finally:
         GlobalHydra.instance().clear()
     if check:
@@ -421,6 +424,14 @@ def _malformed(err: Exception) -> str:
         return (f"Cannot read the override {line}: quote a value holding spaces or non-ASCII characters, "
                 f"e.g. '{key}=\"{value}\"' (single quotes for the shell, double quotes for Hydra).")
     return f"Malformed override: {text} (write key=value, e.g. pool=avg)."
+
+
+def _not_yaml(err: yaml.YAMLError) -> str:
+    """One sentence for a config file YAML cannot read, naming the file and the place."""
+    mark = getattr(err, "problem_mark", None)
+    where = f"{mark.name}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "a config file"
+    problem = getattr(err, "problem", None) or first_line(err)
+    return f"The config file {where} is not valid YAML ({problem}): fix it there."
 
 
 def _explain(err: Exception, overrides: list[str], options=None) -> str:

@@ -108,3 +108,16 @@ def test_custom_without_a_target_and_unknown_options_are_usage_errors(user_folde
     assert "pool=custom needs pool._target_" in cli("run", "pool=custom", *TINY).output
     result = cli("run", "pool=custom", f"pool._target_={module}.MedianPool", "+pool.size=3", *TINY)
     assert result.exit_code == 2 and "pool.size is not an option" in result.output
+
+
+def test_a_config_file_of_ones_own_that_is_not_yaml_is_named_with_its_line(tmp_path):
+    broken = tmp_path / "my_configs" / "pool" / "mine.yaml"
+    broken.parent.mkdir(parents=True)
+    broken.write_text("name: mine\n_target_: [unclosed\n")
+    result = cli("run", "pool=mine", f"hydra.searchpath=[file://{tmp_path / 'my_configs'}]", *TINY,
+                 f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert f"The config file {broken}, line 3, column 1 is not valid YAML (expected ',' or ']'" in said
+    assert "fix it there." in said and "Traceback" not in result.output and "unexpected" not in said
+    assert not (tmp_path / "run").exists()
