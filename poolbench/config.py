@@ -122,6 +122,10 @@ def compose_config(overrides: list[str], hydra_config: bool = False, check: bool
         raise UsageError(_not_yaml(err)) from None
     finally:
         GlobalHydra.instance().clear()
+    for group in GROUPS:  # a user's own file (hydra.searchpath) can hold a list where a group wants keys
+        if group in cfg and not isinstance(cfg[group], DictConfig):
+            raise UsageError(f"The {group} config is not a set of keys (a {group}/<name>.yaml file of your own, "
+                             "in a hydra.searchpath folder?): write it as `key: value` lines.")
     if check:
         validate(cfg)
     return cfg

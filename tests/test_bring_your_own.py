@@ -121,3 +121,15 @@ def test_a_config_file_of_ones_own_that_is_not_yaml_is_named_with_its_line(tmp_p
     assert f"The config file {broken}, line 3, column 1 is not valid YAML (expected ',' or ']'" in said
     assert "fix it there." in said and "Traceback" not in result.output and "unexpected" not in said
     assert not (tmp_path / "run").exists()
+
+
+def test_a_config_file_of_ones_own_that_holds_a_list_says_to_write_keys(tmp_path):
+    listed = tmp_path / "my_configs" / "pool" / "mine.yaml"
+    listed.parent.mkdir(parents=True)
+    listed.write_text("- max\n- avg\n")
+    result = cli("run", "pool=mine", f"hydra.searchpath=[file://{tmp_path / 'my_configs'}]", *TINY,
+                 f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert "The pool config is not a set of keys (a pool/<name>.yaml file of your own" in said
+    assert "write it as `key: value` lines." in said and not (tmp_path / "run").exists()
