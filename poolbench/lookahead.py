@@ -33,7 +33,7 @@ class Lookahead:
             torch._foreach_copy_(self.live, self.slow)
 
     def state_dict(self) -> list[torch.Tensor]:
-        return [t.clone() for t in self.slow]
+        return list(self.slow)  # saved at once (a checkpoint), as the model's own state_dict is
 
     def load_state_dict(self, slow: list[torch.Tensor]) -> None:
         if len(slow) != len(self.slow):

@@ -130,7 +130,8 @@ def train(cfg, model: torch.nn.Module, data: TensorData, device: torch.device,
             if progress is not None:
                 progress.start_epoch(epoch + 1, int(tc.epochs), steps_per_epoch)
             for step in range(first_step, steps_per_epoch):
-                lr = one_cycle_lr(epoch * steps_per_epoch + step, total_steps, peak_lr, warmup_fraction)
+                steps_before = epoch * steps_per_epoch + step  # in the whole run
+                lr = one_cycle_lr(steps_before, total_steps, peak_lr, warmup_fraction)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 idx = perm[step * batch_size:(step + 1) * batch_size]
@@ -148,7 +149,7 @@ def train(cfg, model: torch.nn.Module, data: TensorData, device: torch.device,
                 loss.backward()
                 optimizer.step()
                 if lookahead is not None:
-                    lookahead.after_step(epoch * steps_per_epoch + step + 1)
+                    lookahead.after_step(steps_before + 1)
                 loss_sum += loss.detach()
                 if (step + 1) % LOSS_READ_EVERY == 0 or step + 1 == steps_per_epoch:
                     running = (loss_sum / (step + 1)).item()  # one host read per LOSS_READ_EVERY steps

@@ -110,26 +110,27 @@ def test_custom_without_a_target_and_unknown_options_are_usage_errors(user_folde
     assert result.exit_code == 2 and "pool.size is not an option" in result.output
 
 
-def test_a_config_file_of_ones_own_that_is_not_yaml_is_named_with_its_line(tmp_path):
-    broken = tmp_path / "my_configs" / "pool" / "mine.yaml"
-    broken.parent.mkdir(parents=True)
-    broken.write_text("name: mine\n_target_: [unclosed\n")
-    result = cli("run", "pool=mine", f"hydra.searchpath=[file://{tmp_path / 'my_configs'}]", *TINY,
+def run_with_own_pool_file(tmp_path, text: str):
+    """`poolbench run pool=mine` with my_configs/pool/mine.yaml holding `text`, found through
+    hydra.searchpath: (the file, the result, its output on one line)."""
+    own = tmp_path / "my_configs" / "pool" / "mine.yaml"
+    own.parent.mkdir(parents=True)
+    own.write_text(text)
+    result = cli("run", "pool=mine", f"hydra.searchpath=[file://{own.parent.parent}]", *TINY,
                  f"hydra.run.dir={tmp_path / 'run'}")
+    return own, result, " ".join(result.output.split())
+
+
+def test_a_config_file_of_ones_own_that_is_not_yaml_is_named_with_its_line(tmp_path):
+    broken, result, said = run_with_own_pool_file(tmp_path, "name: mine\n_target_: [unclosed\n")
     assert result.exit_code == 2, result.output
-    said = " ".join(result.output.split())
     assert f"The config file {broken}, line 3, column 1 is not valid YAML (expected ',' or ']'" in said
     assert "fix it there." in said and "Traceback" not in result.output and "unexpected" not in said
     assert not (tmp_path / "run").exists()
 
 
 def test_a_config_file_of_ones_own_that_holds_a_list_says_to_write_keys(tmp_path):
-    listed = tmp_path / "my_configs" / "pool" / "mine.yaml"
-    listed.parent.mkdir(parents=True)
-    listed.write_text("- max\n- avg\n")
-    result = cli("run", "pool=mine", f"hydra.searchpath=[file://{tmp_path / 'my_configs'}]", *TINY,
-                 f"hydra.run.dir={tmp_path / 'run'}")
+    _, result, said = run_with_own_pool_file(tmp_path, "- max\n- avg\n")
     assert result.exit_code == 2, result.output
-    said = " ".join(result.output.split())
     assert "The pool config is not a set of keys (a pool/<name>.yaml file of your own" in said
     assert "write it as `key: value` lines." in said and not (tmp_path / "run").exists()
