@@ -26,12 +26,12 @@ from poolbench.data.transforms import Normalizer
 from poolbench.evaluate import invariance, predict, uses_test_time_flip
 from poolbench.model import inference_copy
 from poolbench.results import CHECKPOINT_FILE, load_checkpoint
-from poolbench.runtime import autocast_for, model_on, select_device, set_threads
+from poolbench.runtime import autocast_for, model_on, prepare_process, select_device
 
 
 def evaluate_with_draws(run_dir: Path, draws: list[int], accuracy_only: bool = False) -> list[dict]:
     cfg = load_run_config(run_dir)
-    set_threads(cfg.threads)
+    prepare_process(cfg.threads)
     device = select_device(str(cfg.device))
     data = load_dataset(cfg.data).to(device)
     model = model_on(cfg, device)

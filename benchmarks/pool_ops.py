@@ -191,7 +191,7 @@ def main() -> None:
         names.insert(0, "max")
     baseline = load_baseline(args.baseline) if args.baseline else None
     if baseline is not None:
-        names += [name + BEFORE for name in names if name != "max" and name in baseline.POOLS]
+        names += [name + BEFORE for name in names if name in baseline.POOLS]
     slots = [tuple(int(v) for v in s.split("x")) for s in (args.slot or DEFAULT_SLOTS)]
     import poolbench.pools
     print(f"operators from {poolbench.pools.__file__}; torch {torch.__version__}, "

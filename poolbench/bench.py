@@ -23,7 +23,7 @@ from poolbench.pools import pool_names
 from poolbench.report import UNCOUNTED_MARK, model_label
 from poolbench.report import console as default_console
 from poolbench.results import write_json
-from poolbench.runtime import autocast_for, compute_dtype, model_on, select_device, set_threads
+from poolbench.runtime import autocast_for, compute_dtype, model_on, prepare_process, select_device
 from poolbench.speed import add_mfu, count_flops, matmul_rate, throughput
 
 
@@ -67,7 +67,7 @@ def run_bench(overrides: list[str], out: Path | None = None, console=None) -> li
     console = console or default_console
     pools, rest = split_pool_override(list(overrides))
     base = compose_config(rest)
-    set_threads(base.threads)
+    prepare_process(base.threads)
     device = select_device(str(base.device))
     env = environment(device, torch.get_num_threads())  # taken first: its start time is the bench's
     rows = []

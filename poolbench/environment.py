@@ -17,12 +17,17 @@ from pathlib import Path
 
 import torch
 
+from poolbench import allocator
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 GIT_TIMEOUT_S = 2.0
 
 
 def environment(device: torch.device, threads: int) -> dict:
-    """poolbench, git, python, torch, torchvision, platform, cpu, gpu, threads, started."""
+    """poolbench, git, python, torch, torchvision, platform, cpu, gpu, threads, malloc, started.
+
+    malloc: `tuned` where poolbench set glibc to keep freed memory (allocator.py), `user` where the
+    user's own allocator settings were kept, `system` where the defaults stay."""
     device = torch.device(device)
     return {
         "poolbench": _version("poolbench"),
@@ -34,6 +39,7 @@ def environment(device: torch.device, threads: int) -> dict:
         "cpu": cpu_model(),
         "gpu": _gpu_name(device),
         "threads": int(threads),
+        "malloc": allocator.state(),
         "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
 

@@ -38,8 +38,8 @@ from poolbench.runtime import (
     bf16_is_native,
     compute_dtype,
     model_on,
+    prepare_process,
     select_device,
-    set_threads,
     stop_on_signals,
 )
 from poolbench.speed import add_mfu, count_flops, dtype_name, matmul_rate_once, throughput
@@ -71,7 +71,7 @@ def _run_experiment(cfg, run_dir: Path, overrides: list[str], show_progress: boo
                                "overrides": list(overrides)})
         write_json(run_dir / METRICS_FILE, {**refused, "status": "failed", "error": str(err)})
         raise
-    set_threads(cfg.threads)
+    prepare_process(cfg.threads)
     device = select_device(str(cfg.device))
     metrics = _start_metrics(cfg, device, {"overrides": list(overrides), "threads": torch.get_num_threads()})
     console.print(config_summary(cfg, device.type))
@@ -211,7 +211,7 @@ def evaluate_run(run_dir: Path) -> dict:
     if edited:  # .hydra/config.yaml changed after training: measuring would mislabel the weights
         raise UsageError(f"{run_dir / '.hydra' / 'config.yaml'} no longer matches the config its checkpoint was "
                          f"trained with: {', '.join(edited[:4])}; restore the file, or rerun the experiment.")
-    set_threads(cfg.threads)
+    prepare_process(cfg.threads)
     device = select_device(str(cfg.device))
     started = time.perf_counter()
     data = load_dataset(cfg.data).to(device)

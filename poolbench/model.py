@@ -2,7 +2,8 @@
 
 A backbone is any factory(in_channels, num_classes, image_size, make_pool, **options) named by
 `model._target_`: SmallCNN here (the default), the ResNets in resnet.py, or the user's own.
-SmallCNN's stages are conv3x3 + BatchNorm + ReLU followed by the slot; its readout is either
+SmallCNN's stages are conv3x3 + BatchNorm + ReLU followed by the slot (a slot whose operator
+commutes with ReLU runs before it, the same function: relu_and_pool); its readout is either
 `flatten` (flatten the last feature map, then a linear classifier) or `gap` (global average
 pool, then the classifier). The model knows nothing of data or training.
 """
@@ -46,8 +47,7 @@ class SmallCNN(nn.Module):
                 PatchWhitening(c_in, width, padding) if first_whitens
                 else nn.Conv2d(c_in, width, 3, padding=1, padding_mode=padding, bias=False),
                 nn.BatchNorm2d(width),
-                nn.ReLU(inplace=True),
-                make_pool(width),
+                *relu_and_pool(make_pool(width)),
             ]
             c_in = width
         self.features = nn.Sequential(*layers)
@@ -76,6 +76,14 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.head(self.features(x)))
+
+
+def relu_and_pool(pool: nn.Module) -> list[nn.Module]:
+    """ReLU, then the operator; or the operator first where it declares `commutes_with_relu`
+    (a max: the same values and gradients), so the ReLU runs on the smaller map."""
+    if getattr(pool, "commutes_with_relu", False):
+        return [pool, nn.ReLU(inplace=True)]
+    return [nn.ReLU(inplace=True), pool]
 
 
 class GlobalAveragePool(nn.Module):

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from poolbench.errors import UsageError
-from poolbench.model import GlobalAveragePool, PoolMaker, resolve_padding
+from poolbench.model import GlobalAveragePool, PoolMaker, relu_and_pool, resolve_padding
 
 
 def conv_bn(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: str = "zeros") -> list[nn.Module]:
@@ -36,7 +36,7 @@ class BasicBlock(nn.Module):
             residual = [*conv_bn(c_in, c_out, 3, stride=2, padding=padding), nn.ReLU(inplace=True)]
             shortcut = conv_bn(c_in, c_out, 1, stride=2)
         elif downsample and make_pool.local:
-            residual = [*conv_bn(c_in, c_out, 3, padding=padding), nn.ReLU(inplace=True), make_pool(c_out)]
+            residual = [*conv_bn(c_in, c_out, 3, padding=padding), *relu_and_pool(make_pool(c_out))]
             shortcut = [make_pool(c_in), *conv_bn(c_in, c_out, 1)]
         else:  # no downsampling here (or pool=global: nowhere)
             residual = [*conv_bn(c_in, c_out, 3, padding=padding), nn.ReLU(inplace=True)]

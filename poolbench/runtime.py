@@ -14,6 +14,7 @@ import threading
 import torch
 from torch import nn
 
+from poolbench.allocator import keep_freed_memory
 from poolbench.errors import UsageError
 from poolbench.model import build_model
 
@@ -66,7 +67,14 @@ def model_on(cfg, device: torch.device) -> nn.Module:
     return model
 
 
-# ---------------------------------------------------------------- CPU threads
+# ---------------------------------------------------------------- CPU threads and memory
+
+def prepare_process(threads) -> None:
+    """Before a run, an evaluation or a benchmark: the CPU threads, and malloc keeping the memory
+    each step frees for the next (allocator.py; once per process)."""
+    set_threads(threads)
+    keep_freed_memory()
+
 
 def set_threads(threads) -> None:
     """`threads=auto` shares the cores with parallel sibling jobs instead of fighting over them."""

@@ -26,7 +26,7 @@ from poolbench.errors import UsageError
 from poolbench.model import inference_copy
 from poolbench.report import console as default_console
 from poolbench.results import write_json
-from poolbench.runtime import autocast_for, model_on, select_device, set_threads
+from poolbench.runtime import autocast_for, model_on, prepare_process, select_device
 from poolbench.speed import throughput
 from poolbench.sweep.aggregate import TIMING_FILE, config_key
 from poolbench.sweep.rundir import find_run_dirs, read_run
@@ -56,7 +56,7 @@ def time_configurations(paths: list[Path], out_dir: Path, console=default_consol
     if rounds < 1:
         return None
     thread_count = threads.most_common(1)[0][0] or None
-    set_threads(thread_count if thread_count else "auto")
+    prepare_process(thread_count if thread_count else "auto")
     subjects = {key: _subject(cfg) for key, cfg in configs.items()}
     timed = {key: {"infer_images_per_s": [], "train_images_per_s": []} for key in subjects}
     with console.status("") as status:

@@ -13,7 +13,8 @@ import torch
 from poolbench import environment as env_module
 from poolbench.environment import environment
 
-KEYS = {"poolbench", "git", "python", "torch", "torchvision", "platform", "cpu", "gpu", "threads", "started"}
+KEYS = {"poolbench", "git", "python", "torch", "torchvision", "platform", "cpu", "gpu", "threads", "malloc",
+        "started"}
 
 
 def test_every_key_with_a_sane_value():
@@ -22,7 +23,7 @@ def test_every_key_with_a_sane_value():
     assert env["poolbench"] == metadata.version("poolbench") and env["torchvision"] == metadata.version("torchvision")
     assert env["python"] == platform.python_version() and env["torch"] == torch.__version__
     assert isinstance(env["cpu"], str) and env["cpu"] and isinstance(env["platform"], str) and env["platform"]
-    assert env["gpu"] is None and env["threads"] == 3
+    assert env["gpu"] is None and env["threads"] == 3 and env["malloc"] in ("tuned", "user", "system")
     started = datetime.datetime.fromisoformat(env["started"])
     assert started.tzinfo is not None  # with its time zone
     assert abs(datetime.datetime.now(datetime.timezone.utc) - started) < datetime.timedelta(minutes=1)

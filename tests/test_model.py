@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -91,3 +93,40 @@ def test_circular_padding_aps_and_gap_make_the_network_invariant_to_circular_shi
             moved = [model(torch.roll(x, shift, (2, 3))) for shift in shifts]
             # the same function up to the order of the global average pool's sum
             assert all(torch.allclose(out, base, rtol=0, atol=1e-5) for out in moved) == exact
+
+
+def _relu_first(model: nn.Module) -> nn.Module:
+    """The same model with every (operator, ReLU) pair put back in the written order ReLU, operator."""
+    for block in model.modules():
+        if isinstance(block, nn.Sequential):
+            layers = list(block)
+            for i in range(len(layers) - 1):
+                if getattr(layers[i], "commutes_with_relu", False) and isinstance(layers[i + 1], nn.ReLU):
+                    layers[i], layers[i + 1] = layers[i + 1], layers[i]
+            for i, layer in enumerate(layers):
+                block[i] = layer
+    return model
+
+
+@pytest.mark.parametrize("pool", ["max", "fractional"])
+def test_a_max_runs_before_its_relu_with_the_same_values_and_gradients(pool):
+    model = small(pool, channels=(8, 16, 16)).to(memory_format=torch.channels_last)
+    assert model.features[2].commutes_with_relu and isinstance(model.features[3], nn.ReLU)
+    reference = _relu_first(copy.deepcopy(model))
+    assert isinstance(reference.features[2], nn.ReLU)
+    x = torch.randn(16, 1, 16, 16).contiguous(memory_format=torch.channels_last)
+    outputs, grads = [], []
+    for net in (model, reference):
+        torch.manual_seed(1)  # fractional draws its regions in training
+        loss = net(x).logsumexp(1).sum()
+        loss.backward()
+        outputs.append(loss.detach())
+        grads.append([p.grad for p in net.parameters()])
+    assert torch.equal(outputs[0], outputs[1])
+    assert all(torch.equal(a, b) for a, b in zip(*grads))
+
+
+@pytest.mark.parametrize("pool", ["avg", "softpool", "lip"])
+def test_operators_that_do_not_commute_with_relu_keep_it_first(pool):
+    model = small(pool)
+    assert isinstance(model.features[2], nn.ReLU)

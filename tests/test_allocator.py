@@ -1,0 +1,85 @@
+"""allocator.py: glibc's malloc keeps freed memory, unless the user chose their own settings."""
+
+import platform
+import subprocess
+import sys
+
+import pytest
+
+from poolbench import allocator
+from poolbench.allocator import MMAP_THRESHOLD, SYSTEM, TRIM_THRESHOLD, TUNED, USER, choose
+
+
+class FakeLibc:
+    def __init__(self, answer: int = 1):
+        self.calls, self.answer = [], answer
+
+    def mallopt(self, param: int, value: int) -> int:
+        self.calls.append((param, value))
+        return self.answer
+
+
+def never_loaded():
+    raise AssertionError("libc must not be touched")
+
+
+def test_glibc_gets_both_thresholds_raised():
+    libc = FakeLibc()
+    assert choose({}, "glibc", lambda: libc) == TUNED
+    assert libc.calls == [(-1, TRIM_THRESHOLD), (-3, MMAP_THRESHOLD)]  # M_TRIM_THRESHOLD, M_MMAP_THRESHOLD
+
+
+@pytest.mark.parametrize("environ", [{"MALLOC_TRIM_THRESHOLD_": "0"}, {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"},
+                                     {"LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"}])
+def test_the_users_own_allocator_settings_are_kept(environ):
+    assert choose(environ, "glibc", never_loaded) == USER
+
+
+def test_elsewhere_than_glibc_nothing_is_done():
+    assert choose({}, "", never_loaded) == SYSTEM
+    assert choose({}, "glibc", lambda: None) == SYSTEM  # no libc.so.6 to load
+    assert choose({}, "glibc", lambda: FakeLibc(answer=0)) == SYSTEM  # mallopt refused
+
+
+PAGE_FAULTS = """
+import resource, torch
+from poolbench.allocator import keep_freed_memory
+torch.set_num_threads(1)
+conv, norm = torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.BatchNorm2d(16)
+x = torch.randn(128, 1, 28, 28)
+def faults_per_step():
+    step = lambda: torch.nn.functional.max_pool2d(norm(conv(x)), 2).sum().backward()
+    for _ in range(3):
+        step()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(10):
+        step()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10
+default = faults_per_step()
+print(keep_freed_memory(), default, faults_per_step())
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
+def test_a_training_step_stops_faulting_its_pages_in_again(monkeypatch):
+    for name in (*allocator.USER_VARIABLES, "LD_PRELOAD"):
+        monkeypatch.delenv(name, raising=False)
+    out = subprocess.run([sys.executable, "-c", PAGE_FAULTS], capture_output=True, text=True, check=True).stdout
+    state, default, tuned = out.split()
+    assert state == TUNED
+    if float(default) < 500:
+        pytest.skip(f"this machine's malloc faults only {default} pages a step with its defaults")
+    # 1,200-3,300 pages a step before, 0-160 after (Python's own small-object arenas, which
+    # obmalloc maps and unmaps itself, account for the rest)
+    assert float(tuned) < float(default) / 5, (default, tuned)
+
+
+def test_the_state_is_recorded_only_once_set(monkeypatch):
+    allocator.keep_freed_memory.cache_clear()
+    try:
+        assert allocator.state() == SYSTEM  # nothing done yet in this process
+        monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
+        monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "0")
+        assert allocator.keep_freed_memory() == USER and allocator.state() == USER
+    finally:
+        allocator.keep_freed_memory.cache_clear()
