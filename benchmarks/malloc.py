@@ -2,9 +2,11 @@
 malloc against the tuned one, and the page faults each takes.
 
     python benchmarks/malloc.py [--pool max] [--data mnist] [--batch 128] [--rounds 4] [--steps 60]
+                                [--threads 2]
 
 Each round starts two fresh processes one after the other, one with malloc as glibc sets it and
-one after `allocator.keep_freed_memory()`, so the two alternate under the same load. A process
+one after `allocator.keep_freed_memory()`, so the two alternate under the same load (which goes
+first alternates between rounds). A process
 builds the run's network (the `poolbench run` config for --pool and --data, synthetic images in
 channels_last), warms up 10 steps, then times --steps training steps (forward, loss, backward,
 SGD step) and counts the minor page faults they take. Prints per round and the median over
@@ -34,7 +36,7 @@ torch.manual_seed(0)
 model = model_on(cfg, torch.device("cpu")).train()
 size, channels = int(cfg.data.image_size), int(cfg.data.channels)
 images = torch.randn(int(batch), channels, size, size).contiguous(memory_format=torch.channels_last)
-labels = torch.randint(0, int(cfg.data.num_classes), (int(batch),))
+labels = torch.randint(0, int(cfg.data.num_classes or 10), (int(batch),))
 optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
 def step():
     loss = F.cross_entropy(model(images), labels)
@@ -56,8 +58,10 @@ print(json.dumps({"malloc": state, "step_ms": seconds / int(steps) * 1e3, "fault
 def measure(args, tuned: bool) -> dict:
     cmd = [sys.executable, "-c", CHILD, args.pool, args.data, str(args.batch), str(args.steps),
            "1" if tuned else "0", str(args.threads)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"the timed process failed (exit {done.returncode}):\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -73,7 +77,8 @@ def main() -> None:
     print(f"pool={args.pool} data={args.data} batch {args.batch}, {args.threads} threads, "
           f"{args.steps} steps a process, {args.rounds} rounds")
     for round_ in range(1, args.rounds + 1):
-        for label, tuned in (("default", False), ("tuned", True)):
+        order = (("default", False), ("tuned", True))
+        for label, tuned in order if round_ % 2 else order[::-1]:
             result = measure(args, tuned)
             results[label].append(result)
             print(f"round {round_} {label:<8} malloc={result['malloc']:<8} {result['step_ms']:7.2f} ms a step, "

@@ -3,7 +3,10 @@ whole default network, relative to max pooling in the same process (CPU).
 
 Usage: python benchmarks/pool_ops.py [--threads 2] [--reps 15] [--batch 256] [--pools a,b,...]
                                      [--no-network] [--slot 16x28 --slot 32x14 ...]
-                                     [--baseline OLD_CHECKOUT]
+                                     [--baseline OLD_CHECKOUT] [--system-malloc]
+
+malloc is set up as a poolbench run sets it (poolbench/allocator.py: freed memory is kept for
+the next step); --system-malloc leaves glibc's defaults, as this script ran before that existed.
 
 Slots: by default the three downsampling slots of the default MNIST network (channels 16, 32, 64
 at 28, 14, 7 pixels), batch 256, channels_last input as in training. Each repetition runs every
@@ -45,6 +48,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from poolbench.allocator import keep_freed_memory
 from poolbench.pools import POOLS, build_pool, pool_names
 from poolbench.pools.basic import FractionalMaxPool
 
@@ -183,7 +187,9 @@ def main() -> None:
     parser.add_argument("--pools", default="", help="comma list; default every registered operator")
     parser.add_argument("--no-network", action="store_true", help="skip the whole-network training steps")
     parser.add_argument("--baseline", help="another checkout: its operators timed as '<pool> (before)' rows")
+    parser.add_argument("--system-malloc", action="store_true", help="keep glibc's malloc defaults")
     args = parser.parse_args()
+    malloc = "system defaults" if args.system_malloc else keep_freed_memory()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     names = [p for p in args.pools.split(",") if p] or pool_names()
@@ -195,7 +201,7 @@ def main() -> None:
     slots = [tuple(int(v) for v in s.split("x")) for s in (args.slot or DEFAULT_SLOTS)]
     import poolbench.pools
     print(f"operators from {poolbench.pools.__file__}; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, batch {args.batch}, channels_last, {args.reps} reps")
+          f"{torch.get_num_threads()} threads, batch {args.batch}, channels_last, {args.reps} reps, malloc {malloc}")
     slot_text = " + ".join(f"{c}ch {h}px" for c, h in slots)
     print_table(f"\nfwd+bwd of the pooling slots alone, summed over {slot_text}",
                 time_slots(names, slots, args.batch, args.reps, baseline))

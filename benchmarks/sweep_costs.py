@@ -8,7 +8,7 @@ the form the registry replaced) it times, interleaved over `reps` rounds, the MN
 training step (batch 128, SGD, channels_last) and an evaluation pass (`evaluate.predict` over
 2,048 images) at eval batch sizes 64, 128 and 256 with the model as trained, and at 128 with
 the BatchNorm-folded copy that evaluation runs (`model.inference_copy`), and prints medians in
-images/s. Ratios are
+images/s. malloc keeps freed memory, as in a poolbench run (poolbench/allocator.py). Ratios are
 only meaningful within one run of this script (the machine is shared and noisy).
 """
 
@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from pool_ops import TorchKernelFractional  # benchmarks/, the script's own folder
 
+from poolbench.allocator import keep_freed_memory
 from poolbench.evaluate import predict
 from poolbench.model import PoolMaker, SmallCNN, inference_copy
 from poolbench.pools.basic import FractionalMaxPool
@@ -38,7 +39,7 @@ def build(name: str) -> SmallCNN:
     if name == "fractional (torch)":
         for i, layer in enumerate(model.features):
             if isinstance(layer, FractionalMaxPool):
-                model.features[i] = TorchKernelFractional(model.features[i - 3].out_channels, layer.ratio)
+                model.features[i] = TorchKernelFractional(0, layer.ratio)  # channels: unused
     return model
 
 
@@ -48,6 +49,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--reps", type=int, default=7)
     args = parser.parse_args()
+    keep_freed_memory()
     torch.set_num_threads(args.threads)
     names = args.pools.split(",")
     models = {name: build(name) for name in names}

@@ -95,7 +95,7 @@ def test_circular_padding_aps_and_gap_make_the_network_invariant_to_circular_shi
             assert all(torch.allclose(out, base, rtol=0, atol=1e-5) for out in moved) == exact
 
 
-def _relu_first(model: nn.Module) -> nn.Module:
+def relu_first(model: nn.Module) -> nn.Module:
     """The same model with every (operator, ReLU) pair put back in the written order ReLU, operator."""
     for block in model.modules():
         if isinstance(block, nn.Sequential):
@@ -112,7 +112,7 @@ def _relu_first(model: nn.Module) -> nn.Module:
 def test_a_max_runs_before_its_relu_with_the_same_values_and_gradients(pool):
     model = small(pool, channels=(8, 16, 16)).to(memory_format=torch.channels_last)
     assert model.features[2].commutes_with_relu and isinstance(model.features[3], nn.ReLU)
-    reference = _relu_first(copy.deepcopy(model))
+    reference = relu_first(copy.deepcopy(model))
     assert isinstance(reference.features[2], nn.ReLU)
     x = torch.randn(16, 1, 16, 16).contiguous(memory_format=torch.channels_last)
     outputs, grads = [], []

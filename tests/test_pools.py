@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from poolbench.errors import UsageError
 from poolbench.pools import POOLS, build_pool, get_spec
 from poolbench.pools.basic import fractional_max_pool_2x2
+from poolbench.pools.contract import check_operator
 
 NAMES = sorted(POOLS)
 CHANNELS = 4
@@ -91,6 +92,28 @@ def test_bf16_autocast_works_and_agrees_with_fp32(name, scale):
 
 
 # --- each operator's own formula ----------------------------------------------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_an_operator_claiming_to_commute_with_relu_does(name):
+    # the backbones run such an operator before its ReLU (model.relu_and_pool)
+    op = make(name).eval()
+    x = torch.randn(2, CHANNELS, 9, 9)
+    commutes = torch.equal(torch.relu(op(x)), op(torch.relu(x)))
+    assert commutes or not getattr(op, "commutes_with_relu", False)
+    assert getattr(op, "commutes_with_relu", False) == (name in ("max", "fractional"))
+
+
+def test_the_contract_refuses_a_false_claim_to_commute_with_relu():
+    class AverageClaimingToCommute(torch.nn.AvgPool2d):
+        commutes_with_relu = True
+
+        def __init__(self, channels):
+            super().__init__(2)
+
+    with pytest.raises(UsageError, match=r"\(commutes_with_relu\): relu\(op\(x\)\) differs"):
+        check_operator(AverageClaimingToCommute, CHANNELS, "pool._target_=myops.Average")
+    check_operator(lambda channels: make("max"), CHANNELS, "pool._target_=myops.Max")  # a true claim passes
+
 
 def test_max_and_avg_give_the_articles_4x4_example():
     assert build_pool({"name": "max"}, 1)(ARTICLE).view(2, 2).tolist() == [[1, 5], [5, 1]]

@@ -1,10 +1,12 @@
 """Every backbone with every operator: the network-level contract (timm-style, one test for all),
 and what the ResNets promise about their downsampling points."""
 
+import copy
 import functools
 
 import pytest
 import torch
+from test_model import relu_first
 from torch import nn
 
 from poolbench.config import compose_config
@@ -102,3 +104,21 @@ def test_model_padding_sets_every_3x3_convolution_of_the_resnets():
     cfg.model.padding = "same"
     with pytest.raises(UsageError, match="model.padding must be zeros or circular, got 'same'"):
         build_model(cfg)
+
+
+@pytest.mark.parametrize("pool", ["max", "fractional"])
+def test_a_max_runs_before_the_residual_paths_relu_with_the_same_gradients(pool):
+    model = network("resnet20", pool).to(memory_format=torch.channels_last)
+    reference = relu_first(copy.deepcopy(model))
+    swapped = [block.residual for block in model.modules() if hasattr(block, "residual")
+               and any(getattr(layer, "commutes_with_relu", False) for layer in block.residual)]
+    assert len(swapped) == 2 and all(isinstance(r[3], nn.ReLU) for r in swapped)  # stages 2 and 3 downsample
+    x = torch.randn(4, 3, SIZE, SIZE).contiguous(memory_format=torch.channels_last)
+    losses, grads = [], []
+    for net in (model, reference):
+        torch.manual_seed(1)
+        loss = net(x).logsumexp(1).sum()
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append([p.grad for p in net.parameters()])
+    assert torch.equal(losses[0], losses[1]) and all(torch.equal(a, b) for a, b in zip(*grads))

@@ -26,7 +26,7 @@ class MaxPool(nn.MaxPool2d):
 
     A max commutes with ReLU, value and gradient alike (the window's winner is the same, and a
     window whose max is <= 0 passes no gradient either way), and after pooling the ReLU and its
-    backward touch a quarter of the elements: 10% of the default MNIST training step.
+    backward touch a quarter of the elements: 4-6% of the default MNIST training step.
     """
 
     commutes_with_relu = True

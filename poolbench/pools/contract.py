@@ -2,8 +2,10 @@
 
 Every operator fills the same slot: input (N, C, H, W), output (N, C, H', W') with
 1 <= H' <= H; a gradient reaches the input; evaluation is deterministic; a channels_last input
-gives the same result. Built-in operators are held to the same checks by tests/test_pools.py;
-an operator given by `pool._target_` is checked here, and a failure names the part that failed.
+gives the same result; and an operator that declares `commutes_with_relu` (the backbones then
+run it before its ReLU) gives relu(op(x)) = op(relu(x)). Built-in operators are held to the
+same checks by tests/test_pools.py; an operator given by `pool._target_` is checked here, and a
+failure names the part that failed.
 """
 
 from __future__ import annotations
@@ -57,3 +59,9 @@ def check_operator(make, channels: int, where: str, size: int = PROBE_SIZE) -> N
         last = module(probe.contiguous(memory_format=torch.channels_last))
     if last.shape != first.shape or not torch.allclose(first, last, atol=1e-5, rtol=1e-4):
         fail("channels_last", "a channels_last input gives a different result")
+    if getattr(module, "commutes_with_relu", False):
+        with torch.no_grad():
+            pooled_first = torch.relu(module(probe))
+            relu_first = module(torch.relu(probe))
+        if not torch.allclose(pooled_first, relu_first, atol=1e-5, rtol=1e-4):
+            fail("commutes_with_relu", "relu(op(x)) differs from op(relu(x)): remove the attribute")
