@@ -65,12 +65,24 @@ def pin_output_dir(overrides: list[str], key: str, resolve_with: list[str] | Non
         return override.lstrip("+").split("=", 1)[0] == key
 
     given = [o for o in overrides if names_key(o)]
-    cfg = compose_config(given if resolve_with is None else resolve_with, hydra_config=True, check=False)
-    folder = str(OmegaConf.select(cfg, key) or "")
+    folder = _literal_value(given[0]) if len(given) == 1 else None
+    if folder is None:  # the config's pattern, or a value with interpolations: Hydra's compose resolves it
+        cfg = compose_config(given if resolve_with is None else resolve_with, hydra_config=True, check=False)
+        folder = str(OmegaConf.select(cfg, key) or "")
     if not folder.strip():
         raise UsageError(f"{key} is empty: name a folder ({key}=outputs/mine), or leave it out for the default.")
     quoted = folder if re.fullmatch(r"[\w./:@-]+", folder) else "'" + folder.replace("'", "\\'") + "'"
     return [o for o in overrides if not names_key(o)] + [f"{key}={quoted}"], Path(folder)
+
+
+def _literal_value(override: str) -> str | None:
+    """The value of `key=value` when it is a plain folder name that composing would not change
+    (no interpolation), else None. Saves a compose on every run given its folder."""
+    try:
+        value = OverridesParser.create().parse_override(override).value()
+    except OverrideParseException:
+        return None
+    return value if isinstance(value, str) and value.strip() and "${" not in value else None
 
 
 def register_configs() -> None:

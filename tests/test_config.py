@@ -1,6 +1,9 @@
+from pathlib import Path
+
 import pytest
 from omegaconf import OmegaConf
 
+from poolbench import config
 from poolbench.config import check_overrides, compose_config, group_options
 from poolbench.errors import UsageError
 from poolbench.model import build_model
@@ -104,3 +107,18 @@ def test_a_run_saved_before_a_train_key_existed_loads_with_the_value_it_ran_with
         del cfg.train["lookahead"]  # train.lookahead came later: such a run trained without it
     OmegaConf.save(cfg, tmp_path / ".hydra" / "config.yaml")
     assert load_run_config(tmp_path).train.lookahead == 0.0
+
+
+def test_a_given_folder_is_pinned_as_written_and_a_pattern_is_resolved(monkeypatch):
+    pinned, folder = config.pin_output_dir(["pool=avg", "hydra.run.dir='my runs/a,b'"], "hydra.run.dir")
+    assert folder == Path("my runs/a,b") and pinned == ["pool=avg", "hydra.run.dir='my runs/a,b'"]
+    pinned, folder = config.pin_output_dir(["pool=avg"], "hydra.run.dir", resolve_with=["pool=avg"])
+    assert folder.name.endswith("_avg_mnist") and pinned[-1] == f"hydra.run.dir={folder}"  # the config's pattern
+    resolved = config.pin_output_dir(["hydra.run.dir=out/${now:%Y}"], "hydra.run.dir")[1]  # an interpolation
+    assert resolved.parent == Path("out") and resolved.name.isdigit()
+
+    def no_compose(*args, **kwargs):
+        raise AssertionError("a plain folder name needs no compose")
+
+    monkeypatch.setattr(config, "compose_config", no_compose)
+    assert config.pin_output_dir(["hydra.run.dir=outputs/x"], "hydra.run.dir")[1] == Path("outputs/x")
