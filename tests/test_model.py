@@ -99,13 +99,19 @@ def relu_first(model: nn.Module) -> nn.Module:
     """The same model with every (operator, ReLU) pair put back in the written order ReLU, operator."""
     for block in model.modules():
         if isinstance(block, nn.Sequential):
-            layers = list(block)
-            for i in range(len(layers) - 1):
-                if getattr(layers[i], "commutes_with_relu", False) and isinstance(layers[i + 1], nn.ReLU):
-                    layers[i], layers[i + 1] = layers[i + 1], layers[i]
-            for i, layer in enumerate(layers):
-                block[i] = layer
+            for i in range(len(block) - 1):
+                if getattr(block[i], "commutes_with_relu", False) and isinstance(block[i + 1], nn.ReLU):
+                    block[i], block[i + 1] = block[i + 1], block[i]
     return model
+
+
+def loss_and_grads(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """A training-mode loss of `net` on `x` and its parameters' gradients, from a fixed seed (fractional
+    draws its regions in training)."""
+    torch.manual_seed(1)
+    loss = net(x).logsumexp(1).sum()
+    loss.backward()
+    return loss.detach(), [p.grad for p in net.parameters()]
 
 
 @pytest.mark.parametrize("pool", ["max", "fractional"])
@@ -115,15 +121,9 @@ def test_a_max_runs_before_its_relu_with_the_same_values_and_gradients(pool):
     reference = relu_first(copy.deepcopy(model))
     assert isinstance(reference.features[2], nn.ReLU)
     x = torch.randn(16, 1, 16, 16).contiguous(memory_format=torch.channels_last)
-    outputs, grads = [], []
-    for net in (model, reference):
-        torch.manual_seed(1)  # fractional draws its regions in training
-        loss = net(x).logsumexp(1).sum()
-        loss.backward()
-        outputs.append(loss.detach())
-        grads.append([p.grad for p in net.parameters()])
-    assert torch.equal(outputs[0], outputs[1])
-    assert all(torch.equal(a, b) for a, b in zip(*grads))
+    (loss, grads), (expected_loss, expected_grads) = loss_and_grads(model, x), loss_and_grads(reference, x)
+    assert torch.equal(loss, expected_loss)
+    assert all(torch.equal(a, b) for a, b in zip(grads, expected_grads))
 
 
 @pytest.mark.parametrize("pool", ["avg", "softpool", "lip"])

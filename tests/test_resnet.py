@@ -6,7 +6,7 @@ import functools
 
 import pytest
 import torch
-from test_model import relu_first
+from test_model import loss_and_grads, relu_first
 from torch import nn
 
 from poolbench.config import compose_config
@@ -114,11 +114,5 @@ def test_a_max_runs_before_the_residual_paths_relu_with_the_same_gradients(pool)
                and any(getattr(layer, "commutes_with_relu", False) for layer in block.residual)]
     assert len(swapped) == 2 and all(isinstance(r[3], nn.ReLU) for r in swapped)  # stages 2 and 3 downsample
     x = torch.randn(4, 3, SIZE, SIZE).contiguous(memory_format=torch.channels_last)
-    losses, grads = [], []
-    for net in (model, reference):
-        torch.manual_seed(1)
-        loss = net(x).logsumexp(1).sum()
-        loss.backward()
-        losses.append(loss.detach())
-        grads.append([p.grad for p in net.parameters()])
-    assert torch.equal(losses[0], losses[1]) and all(torch.equal(a, b) for a, b in zip(*grads))
+    (loss, grads), (expected_loss, expected_grads) = loss_and_grads(model, x), loss_and_grads(reference, x)
+    assert torch.equal(loss, expected_loss) and all(torch.equal(a, b) for a, b in zip(grads, expected_grads))
