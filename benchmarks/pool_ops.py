@@ -2,8 +2,8 @@
 whole default network, relative to max pooling in the same process (CPU).
 
 Usage: python benchmarks/pool_ops.py [--threads 2] [--reps 15] [--batch 256] [--pools a,b,...]
-                                     [--no-network] [--slot 16x28 --slot 32x14 ...]
-                                     [--baseline OLD_CHECKOUT] [--system-malloc]
+                                     [--eval-batch 128] [--no-network] [--slot 16x28 --slot 32x14 ...]
+                                     [--baseline OLD_CHECKOUT] [--system-malloc] [--window-max]
 
 malloc is set up as a poolbench run sets it (poolbench/allocator.py: freed memory is kept for
 the next step); --system-malloc leaves glibc's defaults, as this script ran before that existed.
@@ -19,12 +19,17 @@ median / max's median.
 Network (unless --no-network): one training step (forward, cross-entropy, backward, SGD step)
 of the default network (`poolbench bench`'s model: `model=small`, MNIST-shaped synthetic batch)
 per operator, interleaved the same way: the per-epoch cost that issue 16 asks to keep within
-1.5x of max's.
+1.5x of max's. Then one evaluation batch (--eval-batch 128, eval.batch_size's default) of the
+network's BatchNorm-folded copy under inference_mode, the pass that evaluation repeats about 20
+times per test image (once per draw for fractional).
 
 Two replaced formulations stay as references: `attention (unfold)` (unfold the 2x2 windows,
 softmax over the last dimension), which the registry's avg_pool-based form replaced, and
 `fractional (torch)` (`F.fractional_max_pool2d`), which max_pool + gather replaced (both left
 out with --baseline).
+
+--window-max prints only one table: torch's max_pool2d against pools/window_max.max_2x2 (the 2x2
+window max that max, blur, fractional, mixed, gated and lp share) without gradient, per map.
 
 --baseline OLD_CHECKOUT (e.g. `git worktree add /tmp/old HEAD`, or `git archive HEAD poolbench |
 tar -x -C /tmp/old`) adds that checkout's operators as rows "<pool> (before)", in the same
@@ -168,6 +173,62 @@ def time_network(names: list[str], batch: int, reps: int, baseline=None) -> dict
     return times
 
 
+def time_evaluation(names: list[str], batch: int, reps: int, baseline=None) -> dict:
+    """Per operator, ms per evaluation batch of the default network: the BatchNorm-folded copy
+    that evaluation runs (model.inference_copy), forward under inference_mode, as evaluate.predict
+    runs each pass (one draw: fractional's u = 0.5)."""
+    from poolbench.bench import operator_config
+    from poolbench.model import inference_copy
+    from poolbench.runtime import model_on
+
+    passes = {}
+    for name in names:
+        pool = name[: -len(BEFORE)] if name.endswith(BEFORE) else name
+        cfg = operator_config(pool, [])
+        torch.manual_seed(int(cfg.seed))
+        with baseline_registered(baseline, pool) if name.endswith(BEFORE) else contextlib.nullcontext():
+            model = inference_copy(model_on(cfg, torch.device("cpu")))
+        shape = (batch, int(cfg.data.channels), int(cfg.data.image_size), int(cfg.data.image_size))
+        images = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+        passes[name] = lambda model=model, images=images: model(images).argmax(1)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    with torch.inference_mode():
+        for rep in range(reps + 2):  # two warm-up rounds
+            for name, forward in passes.items():
+                start = time.perf_counter()
+                forward()
+                if rep >= 2:
+                    times[name].append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def time_window_max(slots: list[tuple[int, int]], batch: int, reps: int) -> None:
+    """--window-max: torch's max_pool2d against pools/window_max.max_2x2 (the same values) on each
+    slot's map, stride 1 and 2, channels_last and NCHW, no gradient: median ms, interleaved."""
+    from poolbench.pools.window_max import max_2x2
+
+    print(f"\n2x2 window max without gradient, batch {batch}, median ms of {reps} interleaved rounds")
+    print(f"{'map':<14}{'stride':>7}{'layout':>15}{'max_pool2d':>12}{'max_2x2':>9}{'ratio':>7}")
+    with torch.inference_mode():
+        for channels, size in slots:
+            for stride in (1, 2):
+                for layout in (torch.channels_last, torch.contiguous_format):
+                    x = torch.randn(batch, channels, size, size).contiguous(memory_format=layout)
+                    assert torch.equal(max_2x2(x, stride), F.max_pool2d(x, 2, stride=stride))
+                    times = {"torch": [], "ours": []}
+                    for rep in range(reps + 1):
+                        for key, op in (("torch", lambda: F.max_pool2d(x, 2, stride=stride)),
+                                        ("ours", lambda: max_2x2(x, stride))):
+                            start = time.perf_counter()
+                            op()
+                            if rep:
+                                times[key].append((time.perf_counter() - start) * 1e3)
+                    torch_ms, ours_ms = (statistics.median(times[k]) for k in ("torch", "ours"))
+                    name = "channels_last" if layout is torch.channels_last else "NCHW"
+                    print(f"{f'{channels}ch {size}px':<14}{stride:>7}{name:>15}{torch_ms:>12.3f}{ours_ms:>9.3f}"
+                          f"{torch_ms / ours_ms:>7.1f}")
+
+
 def print_table(title: str, times: dict) -> None:
     base = min(times["max"])
     base_median = statistics.median(times["max"])
@@ -185,9 +246,11 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--slot", action="append", help="CxH, repeatable; default 16x28 32x14 64x7")
     parser.add_argument("--pools", default="", help="comma list; default every registered operator")
-    parser.add_argument("--no-network", action="store_true", help="skip the whole-network training steps")
+    parser.add_argument("--eval-batch", type=int, default=128, help="the evaluation table's batch (eval.batch_size)")
+    parser.add_argument("--no-network", action="store_true", help="skip the whole-network tables")
     parser.add_argument("--baseline", help="another checkout: its operators timed as '<pool> (before)' rows")
     parser.add_argument("--system-malloc", action="store_true", help="keep glibc's malloc defaults")
+    parser.add_argument("--window-max", action="store_true", help="only the 2x2 window max table")
     args = parser.parse_args()
     malloc = "system defaults" if args.system_malloc else keep_freed_memory()
     torch.set_num_threads(args.threads)
@@ -202,12 +265,17 @@ def main() -> None:
     import poolbench.pools
     print(f"operators from {poolbench.pools.__file__}; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, batch {args.batch}, channels_last, {args.reps} reps, malloc {malloc}")
+    if args.window_max:
+        time_window_max(slots + [(32, 19), (64, 13)], args.eval_batch, args.reps)  # + fractional's maps
+        return
     slot_text = " + ".join(f"{c}ch {h}px" for c, h in slots)
     print_table(f"\nfwd+bwd of the pooling slots alone, summed over {slot_text}",
                 time_slots(names, slots, args.batch, args.reps, baseline))
     if not args.no_network:
         print_table("\none training step of the default network (fwd + loss + bwd + SGD)",
                     time_network(names, args.batch, args.reps, baseline))
+        print_table(f"\none evaluation batch of the default network ({args.eval_batch} images, BatchNorm folded, "
+                    "inference mode)", time_evaluation(names, args.eval_batch, args.reps, baseline))
 
 
 if __name__ == "__main__":

@@ -230,6 +230,20 @@ def test_fractional_matches_torch_kernel_values_and_gradients(shape, out_size, c
     assert torch.equal(torch.autograd.grad(ours, x, grad)[0], torch.autograd.grad(torch_kernel, x, grad)[0])
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fractional_regions_shared_by_every_image_match_torch_kernel(channels_last):
+    # evaluation's samples are (1, C, 2): one index_select on a channels_last map
+    x = torch.randn(5, 6, 13, 11)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    samples = torch.rand(1, 6, 2)
+    with torch.inference_mode():
+        ours = fractional_max_pool_2x2(x, (9, 7), samples)
+        torch_kernel = F.fractional_max_pool2d(x, 2, output_size=(9, 7), _random_samples=samples.expand(5, 6, 2))
+    assert torch.equal(ours, torch_kernel)
+    assert ours.is_contiguous(memory_format=torch.channels_last) == channels_last
+
+
 def test_fractional_training_draws_the_same_regions_as_torch():
     # resuming a run relies on the same global-generator draws as torch's own op
     x = torch.randn(2, 4, 13, 13)

@@ -10,6 +10,7 @@ checking the config's options against the operator's signature (its defaults are
     polyphase.py aps (adaptive polyphase sampling: exactly shift-invariant subsampling)
     mixing.py    mixed, gated (learned max/avg blends)
     smooth.py    blur (anti-aliased max), lp (power mean)
+    window_max.py  the 2x2 window maximum they share (faster where no gradient flows back)
 """
 
 from poolbench.pools import basic, lip, mixing, polyphase, smooth, weighted  # noqa: F401  (registers the operators)

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from poolbench.pools.registry import bool_option, number_option, register
+from poolbench.pools.window_max import max_2x2
 
 
 @register(
@@ -35,7 +36,7 @@ class MixedPool(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = torch.sigmoid(self.mix_logit).to(x.dtype).view(1, -1, 1, 1)
-        return a * F.max_pool2d(x, 2) + (1 - a) * F.avg_pool2d(x, 2)
+        return a * max_2x2(x) + (1 - a) * F.avg_pool2d(x, 2)
 
 
 @register(
@@ -60,5 +61,5 @@ class GatedPool(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mask = self.gate.expand(x.shape[1], 1, 2, 2)
         g = torch.sigmoid(F.conv2d(x, mask.to(x.dtype), stride=2, groups=x.shape[1]))
-        return g * F.max_pool2d(x, 2) + (1 - g) * F.avg_pool2d(x, 2)
+        return g * max_2x2(x) + (1 - g) * F.avg_pool2d(x, 2)
 

@@ -12,6 +12,7 @@ from torch import nn
 
 from poolbench.pools.registry import number_option, register
 from poolbench.pools.weighted import even_crop, fp32, upsample_like
+from poolbench.pools.window_max import max_2x2
 
 
 @register(
@@ -41,7 +42,7 @@ class BlurMaxPool(nn.Module):
         self.padding = (before, self.blur_size - 1 - before) * 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.max_pool2d(x, 2, stride=1)
+        x = max_2x2(x, stride=1)
         mode = "reflect" if max(self.padding) < min(x.shape[-2:]) else "replicate"
         x = F.pad(x, self.padding, mode=mode)
         return F.conv2d(x, self.kernel.to(x.dtype), stride=2, groups=x.shape[1])
@@ -90,7 +91,7 @@ class _PowerMean(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, p: float):
         magnitude = x.abs()
-        peak = F.max_pool2d(magnitude, 2)
+        peak = max_2x2(magnitude)  # no gradient flows here (the backward is analytic): the fast form
         scale = F.interpolate(peak.clamp_min(torch.finfo(peak.dtype).tiny), scale_factor=2, mode="nearest")
         ratio = torch.div(magnitude, scale, out=magnitude)  # out=: counted as aten.div (speed.py)
         power_mean = F.avg_pool2d(ratio.pow(p), 2)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from poolbench.pools.registry import register
+from poolbench.pools.window_max import max_2x2, shapes_only
 
 
 def even_crop(x: torch.Tensor) -> torch.Tensor:
@@ -43,19 +43,14 @@ def window_exp(logits: torch.Tensor) -> torch.Tensor:
     or all underflow: c = 0 when every logit lies in (-EXP_SAFE, EXP_SAFE) (one exp pass, the
     common case), else the window's largest logit (exp <= 1). Softmax does not depend on c.
     The range test reads two numbers on the host: free on the CPU, a stall of every training step
-    on a GPU, so there the shifted form always runs."""
-    if (logits.device.type == "cpu" and not _shapes_only(logits)
+    on a GPU, so there the shifted form always runs, as it does under the FLOP counter (shapes_only),
+    so the counted FLOPs do not depend on the values."""
+    if (logits.device.type == "cpu" and not shapes_only(logits)
             and bool((logits.amax() < EXP_SAFE) & (logits.amin() > -EXP_SAFE))):
         return torch.exp(logits)
-    peak = F.interpolate(F.max_pool2d(logits, 2), scale_factor=2, mode="nearest")
+    peak = F.interpolate(max_2x2(logits), scale_factor=2, mode="nearest")
     shifted = torch.sub(logits, peak)
     return torch.exp(shifted, out=shifted)  # out=, not exp_: the FLOP counter knows aten.exp
-
-
-def _shapes_only(t: torch.Tensor) -> bool:
-    """True for a meta tensor (no values) and under a dispatch mode (speed.py's FLOP counter):
-    there the branch-free, shifted form runs, so the counted FLOPs do not depend on the values."""
-    return t.is_meta or _get_current_dispatch_mode() is not None
 
 
 class _SoftmaxPool(torch.autograd.Function):
