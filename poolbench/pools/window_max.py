@@ -20,6 +20,8 @@ from torch.utils._python_dispatch import _get_current_dispatch_mode
 def max_2x2(x: torch.Tensor, stride: int = 2) -> torch.Tensor:
     """`F.max_pool2d(x, 2, stride=stride)` for stride 1 or 2: the same values, computed faster on
     the CPU when `x` needs no gradient."""
+    if stride not in (1, 2):
+        raise ValueError(f"max_2x2 takes stride 1 or 2, got {stride}")
     if (x.requires_grad or x.device.type != "cpu" or shapes_only(x)
             or x.dim() not in (3, 4) or min(x.shape[-2:]) < 2):
         return F.max_pool2d(x, 2, stride=stride)
@@ -27,8 +29,6 @@ def max_2x2(x: torch.Tensor, stride: int = 2) -> torch.Tensor:
     if stride == 1:
         rows = torch.maximum(x[..., :-1, :], x[..., 1:, :])
         return torch.maximum(rows[..., :-1], rows[..., 1:])
-    if stride != 2:
-        raise ValueError(f"max_2x2 takes stride 1 or 2, got {stride}")
     height, width = h // 2 * 2, w // 2 * 2  # floor(H/2) windows: a trailing odd row/column is dropped
     rows = torch.maximum(x[..., 0:height:2, :width], x[..., 1:height:2, :width])
     return torch.maximum(rows[..., 0::2], rows[..., 1::2])
