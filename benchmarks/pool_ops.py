@@ -29,7 +29,8 @@ softmax over the last dimension), which the registry's avg_pool-based form repla
 out with --baseline).
 
 --window-max prints only one table: torch's max_pool2d against pools/window_max.max_2x2 (the 2x2
-window max that max, blur, fractional, mixed, gated and lp share) without gradient, per map.
+window max that max, blur, fractional, mixed, gated, lp and the softmax operators' overflow guard
+share) without gradient, per map.
 
 --baseline OLD_CHECKOUT (e.g. `git worktree add /tmp/old HEAD`, or `git archive HEAD poolbench |
 tar -x -C /tmp/old`) adds that checkout's operators as rows "<pool> (before)", in the same

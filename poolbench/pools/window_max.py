@@ -1,11 +1,12 @@
 """The maximum of every 2x2 window, the step that max, blur, fractional, mixed, gated, lp and
-softpool's overflow guard share.
+the overflow guard of softpool and attention share.
 
 torch's CPU max_pool2d kernel is slow for 2x2 windows: on the default network's maps it takes
 several times as long as two element-wise maxima of shifted views, stride 1 the most
 (`python benchmarks/pool_ops.py --window-max`; BENCHMARKS.md, "The 2x2 window max"). Those give
-the same values, so they run wherever no gradient flows back through the max: evaluation, and
-values an analytic backward does not differentiate. Where one does, torch's kernel runs, whose
+the same values (a tie of +0.0 and -0.0 may keep the other zero, a NaN another NaN pattern),
+so they run wherever no gradient flows back through the max: evaluation, and values an
+analytic backward does not differentiate. Where one does, torch's kernel runs, whose
 backward sends each window's gradient to its first maximum (ties are common: a blank background
 gives equal values).
 """
