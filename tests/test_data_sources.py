@@ -11,7 +11,6 @@ import pytest
 import torch
 from helpers import fake_cifar_batches, make_image_folder, pack
 from omegaconf import OmegaConf
-from torchvision.io import encode_jpeg
 
 from poolbench.config import compose_config
 from poolbench.data import SOURCES, cifar10, get_source, load_dataset, mnist
@@ -21,6 +20,13 @@ from poolbench.errors import UsageError
 
 # The tests write their images with torchvision's encoders, deprecated (not broken) since 0.29.
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding:DeprecationWarning")
+
+
+def encode_jpeg(image: torch.Tensor) -> torch.Tensor:
+    """torchvision's JPEG encoder, imported when a test needs it: importing torchvision takes about
+    2 s, which every pytest-xdist worker would otherwise spend collecting this module."""
+    from torchvision.io import encode_jpeg as encode
+    return encode(image)
 
 
 def test_shapes_are_reproducible_balanced_and_mnist_sized():
