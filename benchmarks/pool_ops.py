@@ -141,20 +141,44 @@ def time_slots(names: list[str], slots: list[tuple[int, int]], batch: int, reps:
     return times
 
 
-def time_network(names: list[str], batch: int, reps: int, baseline=None) -> dict:
-    """Per operator, ms per training step of the default network (bench's model and batch)."""
+def default_network(name: str, baseline=None):
+    """(cfg, model on the CPU) of the default network (bench's model) with operator `name`; a
+    "<pool> (before)" name builds the baseline checkout's operator."""
     from poolbench.bench import operator_config
     from poolbench.runtime import model_on
 
+    pool = name[: -len(BEFORE)] if name.endswith(BEFORE) else name
+    cfg = operator_config(pool, [])
+    torch.manual_seed(int(cfg.seed))
+    with baseline_registered(baseline, pool) if name.endswith(BEFORE) else contextlib.nullcontext():
+        return cfg, model_on(cfg, torch.device("cpu"))
+
+
+def network_images(cfg, batch: int) -> torch.Tensor:
+    shape = (batch, int(cfg.data.channels), int(cfg.data.image_size), int(cfg.data.image_size))
+    return torch.randn(shape).contiguous(memory_format=torch.channels_last)
+
+
+def interleaved_ms(calls: dict, reps: int, warmup: int) -> dict:
+    """Per name, the ms of each call over `reps` rounds after `warmup` rounds; every round calls
+    each in turn, so a change in the machine's load hits them alike."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for rep in range(warmup + reps):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            if rep >= warmup:
+                times[name].append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def time_network(names: list[str], batch: int, reps: int, baseline=None) -> dict:
+    """Per operator, ms per training step of the default network (bench's model and batch)."""
     steps = {}
     for name in names:
-        pool = name[: -len(BEFORE)] if name.endswith(BEFORE) else name
-        cfg = operator_config(pool, [])
-        torch.manual_seed(int(cfg.seed))
-        with baseline_registered(baseline, pool) if name.endswith(BEFORE) else contextlib.nullcontext():
-            model = model_on(cfg, torch.device("cpu")).train()
-        shape = (batch, int(cfg.data.channels), int(cfg.data.image_size), int(cfg.data.image_size))
-        images = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+        cfg, model = default_network(name, baseline)
+        model.train()
+        images = network_images(cfg, batch)
         labels = torch.randint(0, int(cfg.data.num_classes or 10), (batch,))
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
@@ -164,43 +188,22 @@ def time_network(names: list[str], batch: int, reps: int, baseline=None) -> dict
             loss.backward()
             optimizer.step()
         steps[name] = step
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for rep in range(reps + 2):  # two warm-up rounds
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            if rep >= 2:
-                times[name].append((time.perf_counter() - start) * 1e3)
-    return times
+    return interleaved_ms(steps, reps, warmup=2)
 
 
 def time_evaluation(names: list[str], batch: int, reps: int, baseline=None) -> dict:
     """Per operator, ms per evaluation batch of the default network: the BatchNorm-folded copy
     that evaluation runs (model.inference_copy), forward under inference_mode, as evaluate.predict
     runs each pass (one draw: fractional's u = 0.5)."""
-    from poolbench.bench import operator_config
     from poolbench.model import inference_copy
-    from poolbench.runtime import model_on
 
     passes = {}
     for name in names:
-        pool = name[: -len(BEFORE)] if name.endswith(BEFORE) else name
-        cfg = operator_config(pool, [])
-        torch.manual_seed(int(cfg.seed))
-        with baseline_registered(baseline, pool) if name.endswith(BEFORE) else contextlib.nullcontext():
-            model = inference_copy(model_on(cfg, torch.device("cpu")))
-        shape = (batch, int(cfg.data.channels), int(cfg.data.image_size), int(cfg.data.image_size))
-        images = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+        cfg, model = default_network(name, baseline)
+        model, images = inference_copy(model), network_images(cfg, batch)
         passes[name] = lambda model=model, images=images: model(images).argmax(1)
-    times: dict[str, list[float]] = {name: [] for name in names}
     with torch.inference_mode():
-        for rep in range(reps + 2):  # two warm-up rounds
-            for name, forward in passes.items():
-                start = time.perf_counter()
-                forward()
-                if rep >= 2:
-                    times[name].append((time.perf_counter() - start) * 1e3)
-    return times
+        return interleaved_ms(passes, reps, warmup=2)
 
 
 def time_window_max(slots: list[tuple[int, int]], batch: int, reps: int) -> None:
@@ -216,14 +219,8 @@ def time_window_max(slots: list[tuple[int, int]], batch: int, reps: int) -> None
                 for layout in (torch.channels_last, torch.contiguous_format):
                     x = torch.randn(batch, channels, size, size).contiguous(memory_format=layout)
                     assert torch.equal(max_2x2(x, stride), F.max_pool2d(x, 2, stride=stride))
-                    times = {"torch": [], "ours": []}
-                    for rep in range(reps + 1):
-                        for key, op in (("torch", lambda: F.max_pool2d(x, 2, stride=stride)),
-                                        ("ours", lambda: max_2x2(x, stride))):
-                            start = time.perf_counter()
-                            op()
-                            if rep:
-                                times[key].append((time.perf_counter() - start) * 1e3)
+                    times = interleaved_ms({"torch": lambda: F.max_pool2d(x, 2, stride=stride),
+                                            "ours": lambda: max_2x2(x, stride)}, reps, warmup=1)
                     torch_ms, ours_ms = (statistics.median(times[k]) for k in ("torch", "ours"))
                     name = "channels_last" if layout is torch.channels_last else "NCHW"
                     print(f"{f'{channels}ch {size}px':<14}{stride:>7}{name:>15}{torch_ms:>12.3f}{ours_ms:>9.3f}"
