@@ -32,16 +32,21 @@ class SmallCNN(nn.Module):
     operator's own padded convolutions (pool=strided's, pool=lip's logit) keep their zero padding.
     `whiten`: the first stage's convolution is a frozen patch-whitening filter bank fitted to the
     training images before training starts (whitening.py) instead of a learned one.
+    `convs`: convolutions per stage, one number for every stage or one per stage. A stage's
+    first convolution comes before its slot; the others (width -> width, each with BatchNorm and
+    ReLU) come after it, at the pooled resolution, where they cost a quarter as much (the block of
+    the fast CIFAR-10 trainers: conv, pool, conv).
     """
 
     def __init__(self, in_channels: int, num_classes: int, image_size: int, make_pool: PoolMaker, *,
-                 channels: list[int], readout: str, padding: str = "zeros", whiten: bool = False):
+                 channels: list[int], readout: str, padding: str = "zeros", whiten: bool = False,
+                 convs: int | list[int] = 1):
         super().__init__()
         self.readout = resolve_readout(readout, make_pool.local, make_pool.name)
         padding = resolve_padding(padding)
         layers: list[nn.Module] = []
         c_in = in_channels
-        for stage, width in enumerate(channels):
+        for stage, (width, count) in enumerate(zip(channels, resolve_convs(convs, len(channels)), strict=True)):
             first_whitens = stage == 0 and check_whiten(whiten, in_channels, width)
             layers += [
                 PatchWhitening(c_in, width, padding) if first_whitens
@@ -49,6 +54,9 @@ class SmallCNN(nn.Module):
                 nn.BatchNorm2d(width),
                 *relu_and_pool(make_pool(width)),
             ]
+            for _ in range(count - 1):
+                layers += [nn.Conv2d(width, width, 3, padding=1, padding_mode=padding, bias=False),
+                           nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
             c_in = width
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(
@@ -131,6 +139,16 @@ def check_whiten(whiten, in_channels: int, width: int) -> bool:
         raise UsageError(f"model.whiten=true needs an even first width of at most {most} for "
                          f"{in_channels}-channel images, got model.channels[0]={width}: change model.channels.")
     return whiten
+
+
+def resolve_convs(convs, stages: int) -> list[int]:
+    """model.convs: a positive integer for every stage, or a list of them, one per stage."""
+    counts = [convs] * stages if isinstance(convs, int) and not isinstance(convs, bool) else convs
+    if (not isinstance(counts, list) or len(counts) != stages
+            or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in counts)):
+        raise UsageError(f"model.convs must be a positive integer or a list of {stages} of them "
+                         f"(one per model.channels stage), got '{convs}'.")
+    return counts
 
 
 PADDINGS = ("zeros", "circular")

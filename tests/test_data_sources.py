@@ -108,6 +108,21 @@ def test_image_folder_cache_is_used_then_rebuilt_when_damaged_or_stale(tmp_path)
     assert load_image_folder(tmp_path / "set", tmp_path / "cache", 8, 3).train_x.shape[0] == 5
 
 
+def test_a_replaced_source_leaves_one_cache_and_other_sources_and_sizes_keep_theirs(tmp_path):
+    cache_dir = tmp_path / "cache"
+    make_image_folder(tmp_path / "set")
+    archive = pack(tmp_path / "set", tmp_path / "set.tar.gz")
+    first = load_image_folder(archive, cache_dir, 8, 3)
+    folder = load_image_folder(tmp_path / "set", cache_dir, 8, 3)       # another source
+    smaller = load_image_folder(archive, cache_dir, 4, 3)               # the same source at another size
+    stamp = archive.stat()
+    os.utime(archive, ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 10**9))  # the archive replaced (a new time)
+    again = load_image_folder(archive, cache_dir, 8, 3)
+    assert again.decode_seconds is not None and again.cache != first.cache
+    assert torch.equal(again.train_x, first.train_x)
+    assert sorted(cache_dir.iterdir()) == sorted([again.cache, folder.cache, smaller.cache])
+
+
 def test_image_folder_cache_follows_an_image_moved_to_another_class(tmp_path):
     # Relabelling by moving a file keeps the file count, total size and newest time: the cache key
     # covers every file's path (its class folder), so the labels follow the move.

@@ -130,3 +130,33 @@ def test_a_max_runs_before_its_relu_with_the_same_values_and_gradients(pool):
 def test_operators_that_do_not_commute_with_relu_keep_it_first(pool):
     model = small(pool)
     assert isinstance(model.features[2], nn.ReLU)
+
+
+def test_convs_adds_width_to_width_convolutions_after_each_slot_at_the_pooled_resolution():
+    torch.manual_seed(0)
+    model = SmallCNN(1, 10, 16, PoolMaker({"name": "max"}), channels=[8, 16], readout="auto", convs=[1, 3])
+    kinds = [type(m).__name__ for m in model.features]
+    assert kinds == ["Conv2d", "BatchNorm2d", "MaxPool", "ReLU",
+                     "Conv2d", "BatchNorm2d", "MaxPool", "ReLU",
+                     "Conv2d", "BatchNorm2d", "ReLU", "Conv2d", "BatchNorm2d", "ReLU"]
+    extra = [m for m in model.features if isinstance(m, nn.Conv2d)][2:]
+    assert all(m.in_channels == m.out_channels == 16 for m in extra)
+    # the extras run on the 4x4 map the second slot leaves, and keep it 4x4
+    assert model.features[:8](torch.randn(2, 1, 16, 16)).shape == (2, 16, 4, 4)
+    assert model(torch.randn(2, 1, 16, 16)).shape == (2, 10)
+    assert model.classifier.in_features == 16 * 4 * 4
+    every = SmallCNN(1, 10, 16, PoolMaker({"name": "max"}), channels=[8, 16], readout="auto", convs=2)
+    assert sum(isinstance(m, nn.Conv2d) for m in every.features) == 4
+
+
+def test_convs_1_is_the_network_without_the_option_bit_for_bit():
+    x = torch.randn(4, 1, 16, 16)
+    torch.manual_seed(0)
+    explicit = SmallCNN(1, 10, 16, PoolMaker({"name": "max"}), channels=[8, 16], readout="auto", convs=1)
+    assert torch.equal(small("max").eval()(x), explicit.eval()(x))
+
+
+@pytest.mark.parametrize("convs", [0, [1], [1, 0], "2", True, [1, 2.0]])
+def test_convs_must_be_positive_integers_one_per_stage(convs):
+    with pytest.raises(UsageError, match=r"^model\.convs must be a positive integer or a list of 2 of them"):
+        SmallCNN(1, 10, 16, PoolMaker({"name": "max"}), channels=[8, 16], readout="auto", convs=convs)

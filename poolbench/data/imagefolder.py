@@ -8,6 +8,9 @@ archive: its own size and modification time) and the requested size and channels
 added, removed or relabelled (moved) image is decoded again. The cache holds a SHA-256 of its
 tensors, checked on every load: a damaged cache is decoded again, with a warning, and a cache
 folder that cannot be written only costs a warning (the cache is an optimization, never needed).
+A cache's name starts with a key of the source's path, size and channels alone, so writing a new
+cache removes the ones an earlier state of the same source left (a replaced archive would
+otherwise leave a full decoded copy behind each time).
 `poolbench data info` counts a source from its file names alone (`count_image_folder`).
 """
 
@@ -71,8 +74,9 @@ def load_image_folder(source: Path, cache_dir: Path, image_size: int, channels: 
         tensors[f"{split}_y"] = torch.tensor([label for _, label, _ in splits[split]], dtype=torch.long)
     seconds = time.perf_counter() - started
     log.info("decoded %s in %.1f s; cache %s", source, seconds, cache)
-    _write_cache(cache, {**tensors, "classes": classes, "source": str(source), "version": CACHE_VERSION,
-                         "checksum": checksum(tensors, classes)})
+    if _write_cache(cache, {**tensors, "classes": classes, "source": str(source), "version": CACHE_VERSION,
+                            "checksum": checksum(tensors, classes)}):
+        _remove_stale_caches(cache)
     return FolderImages(**tensors, classes=classes, cache=cache, decode_seconds=seconds)
 
 
@@ -98,22 +102,46 @@ def _existing(source: Path, channels: int) -> Path:
     return source
 
 
-def _write_cache(cache: Path, saved: dict) -> None:
-    """Save the decoded tensors. The cache only saves the next run a decode, so a folder that cannot
-    take it (read-only data.cache, a full disk) gets a one-line warning and the run goes on."""
+def _write_cache(cache: Path, saved: dict) -> bool:
+    """Save the decoded tensors; True when saved. The cache only saves the next run a decode, so a
+    folder that cannot take it (read-only data.cache, a full disk) gets a one-line warning and the
+    run goes on."""
     try:
         save_checkpoint(cache, saved)
+        return True
     except OSError as err:
         reason = err.strerror or first_line(err)
         console.print(f"[yellow]warning:[/] cannot write the decoded-image cache in {escape(str(cache.parent))} "
                       f"({escape(reason)}): going on without it, so the next run decodes again; make the folder "
                       "writable or point the cache elsewhere.", soft_wrap=True)
         log.warning("cannot write the cache %s (%s): going on without it", cache, reason)
+        return False
+
+
+def _remove_stale_caches(cache: Path) -> None:
+    """Delete the caches of earlier states of the same source (same path, size and channels, any
+    other content key) beside `cache`; one that cannot be removed is left, with a log line."""
+    source_id = cache.name.split("-")[1]
+    for stale in cache.parent.glob(f"cache-{source_id}-*.pt"):
+        if stale != cache:
+            try:
+                stale.unlink()
+                log.info("removed %s, the cache of an earlier state of the same source", stale)
+            except OSError as err:
+                log.warning("cannot remove the stale cache %s (%s)", stale, err.strerror or first_line(err))
 
 
 def cache_file(source: Path, cache_dir: Path, image_size: int, channels: int) -> Path:
     """The one place a decoded copy of `source` is kept: run, `data info` and `data verify` agree."""
-    return Path(cache_dir).expanduser() / f"cache-{cache_key(Path(source).expanduser(), image_size, channels)}.pt"
+    source = Path(source).expanduser()
+    return (Path(cache_dir).expanduser()
+            / f"cache-{source_key(source, image_size, channels)}-{cache_key(source, image_size, channels)}.pt")
+
+
+def source_key(source: Path, image_size: int, channels: int) -> str:
+    """The same for every state of one source (and cache version): the caches it may replace."""
+    text = json.dumps([CACHE_VERSION, str(source.resolve()), int(image_size), int(channels)])
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def cache_key(source: Path, image_size: int, channels: int) -> str:
