@@ -1,0 +1,87 @@
+"""One training step of SmallCNN networks of other shapes, timed in one process, interleaved.
+
+Usage: python benchmarks/network_steps.py [--threads 2] [--rounds 12] [--batch 256] NAME=OVERRIDES ...
+
+    python benchmarks/network_steps.py "recipe=" "deeper=convs=[1,2,1,1]" \
+        "narrow=channels=[16,32,64,128] convs=[1,2,2,2]"
+
+Each network is CIFAR-10's (configs/model/cifar10.yaml: 32x32 colour images, pool=max, the
+frozen whitening first layer) with the `model.*` values given after its name (space-separated
+key=value, values as YAML). A step is forward, label-smoothed cross-entropy, backward and a
+Nesterov SGD step, batch `--batch`, channels_last, fp32, on random images (the step time does
+not depend on the pixels). Each round times one step of every network in turn, so a change in
+the machine's speed lands on all of them; the median over the rounds is reported with its ratio
+to the first network's. For choosing epochs at equal training time before a CIFAR-10 trial.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import yaml
+from torch import nn
+
+from poolbench.allocator import keep_freed_memory
+from poolbench.model import PoolMaker, SmallCNN
+
+RECIPE = {"channels": [16, 48, 96, 192], "readout": "auto", "whiten": True}  # configs/model/cifar10.yaml
+
+
+def network(overrides: str) -> nn.Module:
+    options = dict(RECIPE)
+    for item in overrides.split():
+        key, _, value = item.partition("=")
+        options[key] = yaml.safe_load(value)
+    return SmallCNN(3, 10, 32, PoolMaker({"name": "max"}), **options).to(memory_format=torch.channels_last)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("networks", nargs="+", help="NAME=model overrides, e.g. 'deeper=convs=[1,2,1,1]'")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--batch", type=int, default=256)
+    args = parser.parse_args()
+    keep_freed_memory()  # as in a poolbench run
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    images = torch.randn(args.batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, 10, (args.batch,))
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
+    steps = {}
+    for spec in args.networks:
+        name, _, overrides = spec.partition("=")
+        model = network(overrides)
+        optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01,
+                                    momentum=0.9, nesterov=True)
+        steps[name] = (model, optimizer, sum(p.numel() for p in model.parameters()))
+
+    def step(model, optimizer) -> float:
+        started = time.perf_counter()
+        loss = loss_fn(model(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return time.perf_counter() - started
+
+    for model, optimizer, _ in steps.values():  # warm-up
+        for _ in range(3):
+            step(model, optimizer)
+    times = {name: [] for name in steps}
+    for _ in range(args.rounds):
+        for name, (model, optimizer, _) in steps.items():
+            times[name].append(step(model, optimizer))
+    first = statistics.median(next(iter(times.values())))
+    print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, {args.rounds} interleaved rounds")
+    print(f"{'network':24s} {'params':>9s} {'median ms':>10s} {'ratio':>6s} {'epoch s':>8s}")
+    for name, values in times.items():
+        median = statistics.median(values)
+        print(f"{name:24s} {steps[name][2]:9,d} {median * 1e3:10.1f} {median / first:6.2f} "
+              f"{median * 50_000 / args.batch:8.1f}")
+
+
+if __name__ == "__main__":
+    main()
