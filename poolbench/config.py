@@ -401,7 +401,7 @@ def _run_config_path(run_dir: Path) -> Path:
 
 # Keys added after runs were saved, with the value that gives what those runs trained: a run whose
 # config lacks the key ran with that value.
-ADDED_SINCE = {"model.whiten": False, "train.lookahead": 0.0}
+ADDED_SINCE = {"model.whiten": False, "model.convs": 1, "train.lookahead": 0.0}
 
 
 def load_run_config(run_dir: Path) -> DictConfig:

@@ -160,3 +160,20 @@ def test_convs_1_is_the_network_without_the_option_bit_for_bit():
 def test_convs_must_be_positive_integers_one_per_stage(convs):
     with pytest.raises(UsageError, match=r"^model\.convs must be a positive integer or a list of 2 of them"):
         SmallCNN(1, 10, 16, PoolMaker({"name": "max"}), channels=[8, 16], readout="auto", convs=convs)
+
+
+def test_a_run_saved_before_model_convs_existed_resumes_and_loads_as_one_conv_per_stage(tmp_path):
+    from omegaconf import OmegaConf
+
+    from poolbench.config import compose_config
+    from poolbench.train import settings_differ
+
+    now = compose_config(["data=shapes"])
+    old = OmegaConf.to_container(now, resolve=True)
+    del old["model"]["convs"]
+    assert settings_differ(now, old) == []
+    deeper = compose_config(["data=shapes", "model.convs=2"])
+    assert settings_differ(deeper, old) == ["model.convs=2 (run has 1)"]
+    from poolbench.model import build_model
+    rebuilt = build_model(OmegaConf.create(old))  # what loading the old run builds
+    assert sum(isinstance(m, nn.Conv2d) for m in rebuilt.features) == len(old["model"]["channels"])
