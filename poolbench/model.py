@@ -3,7 +3,8 @@
 A backbone is any factory(in_channels, num_classes, image_size, make_pool, **options) named by
 `model._target_`: SmallCNN here (the default), the ResNets in resnet.py, or the user's own.
 SmallCNN's stages are conv3x3 + BatchNorm + ReLU followed by the slot (a slot whose operator
-commutes with ReLU runs before it, the same function: relu_and_pool); its readout is either
+commutes with ReLU runs before it, the same function: relu_and_pool), and `model.convs` more
+conv3x3 + BatchNorm + ReLU layers after the slot; its readout is either
 `flatten` (flatten the last feature map, then a linear classifier) or `gap` (global average
 pool, then the classifier). The model knows nothing of data or training.
 """
