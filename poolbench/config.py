@@ -31,7 +31,7 @@ from poolbench.parsed_yaml import reuse_parsed_yaml
 from poolbench.pools import POOLS, build_pool, pool_names
 from poolbench.pools.contract import check_operator
 from poolbench.pools.registry import CUSTOM
-from poolbench.results import OPTIMIZABLE, OPTIMIZABLE_EXAMPLES
+from poolbench.results import ADDED_SINCE, OPTIMIZABLE, OPTIMIZABLE_EXAMPLES
 
 CONFIG_NAME = "config"
 GROUPS = ("pool", "model", "data", "train", "eval", "logger")  # configs/ and the ConfigStore
@@ -374,7 +374,7 @@ def _check_values(cfg: DictConfig) -> None:
     whole("eval.draws", cfg.eval.draws, auto=True)
     need(cfg.train.augment.flip in (True, False, None, "alternate"),  # null: off, as it always was
          f"train.augment.flip must be true, false or alternate, got {cfg.train.augment.flip!r}.")
-    need(isinstance(cfg.eval.get("tta_flip", False), bool),
+    need(isinstance(cfg.eval.get("tta_flip", ADDED_SINCE["eval.tta_flip"]), bool),
          f"eval.tta_flip must be true or false, got {cfg.eval.get('tta_flip')!r}.")
     need(isinstance(cfg.train.amp, bool) or cfg.train.amp == "auto",
          f"train.amp must be auto, true or false, got {cfg.train.amp!r}.")
@@ -399,9 +399,6 @@ def _run_config_path(run_dir: Path) -> Path:
     return path
 
 
-# Keys added after runs were saved, with the value that gives what those runs trained: a run whose
-# config lacks the key ran with that value.
-ADDED_SINCE = {"model.whiten": False, "model.convs": 1, "train.lookahead": 0.0}
 
 
 def load_run_config(run_dir: Path) -> DictConfig:

@@ -20,6 +20,7 @@ import contextlib
 import torch
 
 from poolbench.data.transforms import shift_images
+from poolbench.results import ADDED_SINCE
 
 AXIS_DIRECTIONS = ((1, 0), (-1, 0), (0, 1), (0, -1))  # down, up, right, left
 
@@ -170,13 +171,14 @@ def invariance(model, images: torch.Tensor, labels: torch.Tensor, normalize, eva
 
 def uses_test_time_flip(eval_cfg) -> bool:
     """eval.tta_flip; false for a run configured before the key existed."""
-    return bool(eval_cfg.get("tta_flip", False))
+    return bool(eval_cfg.get("tta_flip", ADDED_SINCE["eval.tta_flip"]))
 
 
 def prediction_protocol(model, eval_cfg) -> dict:
     """predict()'s keyword arguments for every test prediction under `eval_cfg`: draws and test-time
     flip. (Training's per-epoch test pass makes one draw with the same flip setting.)"""
-    return {"draws": effective_draws(model, eval_cfg.get("draws", 1)), "draw_seed": int(eval_cfg.seed),
+    draws = eval_cfg.get("draws", ADDED_SINCE["eval.draws"])
+    return {"draws": effective_draws(model, draws), "draw_seed": int(eval_cfg.seed),
             "flip": uses_test_time_flip(eval_cfg)}
 
 

@@ -181,6 +181,12 @@ def new_metrics(run_info: dict) -> dict:
     }
 
 
+# Keys added after runs were saved, with the value that gives what those runs trained: a run whose
+# config lacks the key ran with that value (config.load_run_config fills them in).
+ADDED_SINCE = {"model.whiten": False, "model.convs": 1, "train.lookahead": 0.0,
+               "eval.draws": 1, "eval.tta_flip": False}
+
+
 def run_protocol(cfg) -> dict:
     """The training recipe and test protocol a run followed, as metrics.json records them: what a
     table needs to say under which protocol its numbers hold (see recipe_text)."""
@@ -191,12 +197,13 @@ def run_protocol(cfg) -> dict:
                   "lr": float(train.lr), "schedule": "one-cycle linear",
                   "warmup_fraction": float(train.warmup_fraction), "momentum": float(train.momentum),
                   "weight_decay": float(train.weight_decay), "label_smoothing": float(train.label_smoothing),
-                  "lookahead": float(train.get("lookahead", 0.0)),  # absent in runs before it: ADDED_SINCE
+                  "lookahead": float(train.get("lookahead", ADDED_SINCE["train.lookahead"])),
                   "augment": {"shift": int(train.augment.shift), "flip": _flip(train.augment.flip)},
                   "amp": str(train.amp)},
-        "eval": {"draws": _draws(evaluation.get("draws", 1)), "max_shift": int(evaluation.max_shift),
-                 "shift_pairs": int(evaluation.shift_pairs), "shift_mode": str(evaluation.shift_mode),
-                 "seed": int(evaluation.seed), "tta_flip": bool(evaluation.get("tta_flip", False))},
+        "eval": {"draws": _draws(evaluation.get("draws", ADDED_SINCE["eval.draws"])),
+                 "max_shift": int(evaluation.max_shift), "shift_pairs": int(evaluation.shift_pairs),
+                 "shift_mode": str(evaluation.shift_mode), "seed": int(evaluation.seed),
+                 "tta_flip": bool(evaluation.get("tta_flip", ADDED_SINCE["eval.tta_flip"]))},
     }
 
 

@@ -17,14 +17,14 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from poolbench.config import ADDED_SINCE, load_run_config
+from poolbench.config import load_run_config
 from poolbench.data import TensorData
 from poolbench.data.transforms import Normalizer, alternating_flips, flip_where, random_flip, random_shift
 from poolbench.errors import RunError, UsageError
 from poolbench.evaluate import predict, uses_test_time_flip
 from poolbench.lookahead import Lookahead
 from poolbench.model import inference_copy
-from poolbench.results import CHECKPOINT_FILE, flatten, load_checkpoint, save_checkpoint
+from poolbench.results import ADDED_SINCE, CHECKPOINT_FILE, flatten, load_checkpoint, save_checkpoint
 from poolbench.runtime import StopRequest, autocast_for
 from poolbench.whitening import fit_whitening
 
