@@ -5,13 +5,14 @@ Usage: python benchmarks/network_steps.py [--threads 2] [--rounds 12] [--batch 2
     python benchmarks/network_steps.py "recipe=" "deeper=convs=[1,2,1,1]" \
         "narrow=channels=[16,32,64,128] convs=[1,2,2,2]"
 
-Each network is CIFAR-10's (configs/model/cifar10.yaml: 32x32 colour images, pool=max, the
-frozen whitening first layer) with the `model.*` values given after its name (space-separated
-key=value, values as YAML). A step is forward, label-smoothed cross-entropy, backward and a
-Nesterov SGD step, batch `--batch`, channels_last, fp32, on random images (the step time does
-not depend on the pixels). Each round times one step of every network in turn, so a change in
-the machine's speed lands on all of them; the median over the rounds is reported with its ratio
-to the first network's. For choosing epochs at equal training time before a CIFAR-10 trial.
+Each network is the one `poolbench run data=cifar10` builds (configs/model/cifar10.yaml: 32x32
+colour images, pool=max, the frozen whitening first layer) with the `model.*` overrides given
+after its name (space-separated key=value, as on the command line). A step is forward,
+label-smoothed cross-entropy, backward and a Nesterov SGD step, batch `--batch`, channels_last,
+fp32, on random images (the step time does not depend on the pixels). Each round times one step
+of every network in turn, so a change in the machine's speed lands on all of them; the median
+over the rounds is reported with its ratio to the first network's. For choosing epochs at equal
+training time before a CIFAR-10 trial.
 """
 
 from __future__ import annotations
@@ -21,21 +22,17 @@ import statistics
 import time
 
 import torch
-import yaml
 from torch import nn
 
 from poolbench.allocator import keep_freed_memory
-from poolbench.model import PoolMaker, SmallCNN
-
-RECIPE = {"channels": [16, 48, 96, 192], "readout": "auto", "whiten": True}  # configs/model/cifar10.yaml
+from poolbench.config import compose_config
+from poolbench.model import build_model
 
 
 def network(overrides: str) -> nn.Module:
-    options = dict(RECIPE)
-    for item in overrides.split():
-        key, _, value = item.partition("=")
-        options[key] = yaml.safe_load(value)
-    return SmallCNN(3, 10, 32, PoolMaker({"name": "max"}), **options).to(memory_format=torch.channels_last)
+    """CIFAR-10's network as `poolbench run data=cifar10 model.KEY=VALUE ...` would build it."""
+    cfg = compose_config(["data=cifar10", *(f"model.{item}" for item in overrides.split())])
+    return build_model(cfg).to(memory_format=torch.channels_last)
 
 
 def main() -> None:

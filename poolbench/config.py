@@ -399,8 +399,6 @@ def _run_config_path(run_dir: Path) -> Path:
     return path
 
 
-
-
 def load_run_config(run_dir: Path) -> DictConfig:
     """The composed config a run saved in <run_dir>/.hydra/config.yaml."""
     path = _run_config_path(run_dir)
@@ -413,9 +411,10 @@ def load_run_config(run_dir: Path) -> DictConfig:
         raise UsageError(f"{damaged} (it lacks poolbench's sections): restore it, or rerun the experiment.")
     for key, value in ADDED_SINCE.items():
         section, name = key.split(".")
-        # every run has train's keys; a model key belongs to some backbones only, whose own default covers it
-        if section == "train" and name not in cfg.train:
-            cfg.train[name] = value
+        # every run has train's and eval's keys; a model key belongs to some backbones only, whose own
+        # default (the same ADDED_SINCE value) covers it
+        if section in ("train", "eval") and name not in cfg[section]:
+            cfg[section][name] = value
     try:
         validate(cfg, trackers=False)
     except UsageError as err:  # a value no run could have saved: the file, not the user's line, is wrong

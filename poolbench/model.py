@@ -21,6 +21,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from poolbench.errors import UsageError
 from poolbench.pools import build_pool
 from poolbench.pools.registry import check_options, is_local
+from poolbench.results import ADDED_SINCE
 from poolbench.targets import import_target
 from poolbench.whitening import PatchWhitening, max_filters
 
@@ -35,13 +36,14 @@ class SmallCNN(nn.Module):
     training images before training starts (whitening.py) instead of a learned one.
     `convs`: convolutions per stage, one number for every stage or one per stage. A stage's
     first convolution comes before its slot; the others (width -> width, each with BatchNorm and
-    ReLU) come after it, at the pooled resolution, where they cost a quarter as much (the block of
-    the fast CIFAR-10 trainers: conv, pool, conv).
+    ReLU) come after it, at the resolution the slot leaves: a quarter of the cost for operators that
+    halve the map (the block of the fast CIFAR-10 trainers: conv, pool, conv), the full cost with
+    pool=global, whose slots keep the size.
     """
 
     def __init__(self, in_channels: int, num_classes: int, image_size: int, make_pool: PoolMaker, *,
-                 channels: list[int], readout: str, padding: str = "zeros", whiten: bool = False,
-                 convs: int | list[int] = 1):
+                 channels: list[int], readout: str, padding: str = "zeros",
+                 whiten: bool = ADDED_SINCE["model.whiten"], convs: int | list[int] = ADDED_SINCE["model.convs"]):
         super().__init__()
         self.readout = resolve_readout(readout, make_pool.local, make_pool.name)
         padding = resolve_padding(padding)

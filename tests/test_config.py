@@ -96,7 +96,7 @@ def test_a_damaged_run_config_says_so_not_wrong_type(tmp_path, text, reason):
                                  "restore it, or rerun the experiment.")
 
 
-def test_a_run_saved_before_a_train_key_existed_loads_with_the_value_it_ran_with(tmp_path):
+def test_a_run_saved_before_a_train_or_eval_key_existed_loads_with_the_value_it_ran_with(tmp_path):
     from omegaconf import OmegaConf, open_dict
 
     from poolbench.config import load_run_config
@@ -105,8 +105,11 @@ def test_a_run_saved_before_a_train_key_existed_loads_with_the_value_it_ran_with
     cfg = compose_config(["data=shapes"])
     with open_dict(cfg):
         del cfg.train["lookahead"]  # train.lookahead came later: such a run trained without it
+        del cfg.eval["draws"]       # and was evaluated with one pass, without test-time flip
+        del cfg.eval["tta_flip"]
     OmegaConf.save(cfg, tmp_path / ".hydra" / "config.yaml")
-    assert load_run_config(tmp_path).train.lookahead == 0.0
+    loaded = load_run_config(tmp_path)
+    assert (loaded.train.lookahead, loaded.eval.draws, loaded.eval.tta_flip) == (0.0, 1, False)
 
 
 def test_a_given_folder_is_pinned_as_written_and_a_pattern_is_resolved(monkeypatch):

@@ -149,11 +149,20 @@ def test_convs_adds_width_to_width_convolutions_after_each_slot_at_the_pooled_re
     assert sum(isinstance(m, nn.Conv2d) for m in every.features) == 4
 
 
-def test_convs_1_is_the_network_without_the_option_bit_for_bit():
+def test_convs_1_is_the_network_without_the_option_so_saved_weights_still_load():
     x = torch.randn(4, 1, 16, 16)
     torch.manual_seed(0)
     explicit = SmallCNN(1, 10, 16, PoolMaker({"name": "max"}), channels=[8, 16], readout="auto", convs=1)
     assert torch.equal(small("max").eval()(x), explicit.eval()(x))
+    # the parameter names and shapes of the network before model.convs existed: its checkpoints load
+    shapes = {k: tuple(v.shape) for k, v in small("max").state_dict().items() if not k.endswith("num_batches_tracked")}
+    assert shapes == {
+        "features.0.weight": (8, 1, 3, 3), "features.1.weight": (8,), "features.1.bias": (8,),
+        "features.1.running_mean": (8,), "features.1.running_var": (8,),
+        "features.4.weight": (16, 8, 3, 3), "features.5.weight": (16,), "features.5.bias": (16,),
+        "features.5.running_mean": (16,), "features.5.running_var": (16,),
+        "classifier.weight": (10, 16 * 4 * 4), "classifier.bias": (10,),
+    }
 
 
 @pytest.mark.parametrize("convs", [0, [1], [1, 0], "2", True, [1, 2.0]])

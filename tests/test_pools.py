@@ -535,6 +535,28 @@ def test_stochastic_draw_matches_the_plain_formulation_for_the_same_uniforms(mod
     assert torch.equal(direct, _stochastic_reference(base, torch.full((1, CHANNELS, 4, 4), 0.5)))
 
 
+def test_stochastic_draw_edge_cases_float64_nan_and_empty_maps():
+    from poolbench.pools.weighted import StochasticPool
+
+    torch.manual_seed(5)
+    x = torch.randn(2, CHANNELS, 6, 6, dtype=torch.float64)
+    uniform = torch.rand(1, CHANNELS, 3, 3, dtype=torch.float64)
+    assert torch.equal(StochasticPool._sample(x, uniform), _stochastic_reference(x, uniform))
+    # float32 maps keep their dtype whatever the uniforms' (the masks are made in the map's dtype)
+    assert StochasticPool._sample(x.float(), uniform).dtype == torch.float32
+    # a NaN makes its window's comparisons all false: the last position takes the gradient, and
+    # the value stays NaN (NaN x 0 in the masked sum), as a NaN should
+    nan = torch.rand(1, 1, 2, 2)
+    nan[0, 0, 0, 0] = float("nan")
+    nan.requires_grad_()
+    out = StochasticPool._sample(nan, torch.full((1, 1, 1, 1), 0.5))
+    assert out.isnan().all()
+    out.sum().backward()
+    assert nan.grad.flatten().tolist() == [0.0, 0.0, 0.0, 1.0]
+    # no window at all: an empty result, no error
+    assert StochasticPool._sample(torch.randn(2, CHANNELS, 0, 0)).shape == (2, CHANNELS, 0, 0)
+
+
 @pytest.mark.parametrize("shape", [(3, 16, 28, 28), (2, 1, 6, 6), (2, 5, 8, 10)])
 def test_aps_norms_equal_the_plain_float64_sums_in_either_layout(shape):
     from poolbench.pools.polyphase import polyphase_norms

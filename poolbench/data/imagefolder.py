@@ -8,7 +8,7 @@ archive: its own size and modification time) and the requested size and channels
 added, removed or relabelled (moved) image is decoded again. The cache holds a SHA-256 of its
 tensors, checked on every load: a damaged cache is decoded again, with a warning, and a cache
 folder that cannot be written only costs a warning (the cache is an optimization, never needed).
-A cache's name starts with a key of the source's path, size and channels alone, so writing a new
+A cache's name starts with a key of the source's path, the image size and channels alone, so writing a new
 cache removes the ones an earlier state of the same source left (a replaced archive would
 otherwise leave a full decoded copy behind each time).
 `poolbench data info` counts a source from its file names alone (`count_image_folder`).
@@ -139,7 +139,8 @@ def cache_file(source: Path, cache_dir: Path, image_size: int, channels: int) ->
 
 
 def source_key(source: Path, image_size: int, channels: int) -> str:
-    """The same for every state of one source (and cache version): the caches it may replace."""
+    """The same for every state of one source at one image size and channels (and cache version):
+    the caches a new one replaces."""
     text = json.dumps([CACHE_VERSION, str(source.resolve()), int(image_size), int(channels)])
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 

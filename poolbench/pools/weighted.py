@@ -198,10 +198,10 @@ class StochasticPool(nn.Module):
             # non-negative weights never decrease, so reached is monotone and the one-hot mask of
             # position k is reached_k - reached_{k-1}: positions (0, 0), (0, 1), (1, 0), (1, 1)
             cumulative = weights[0]
-            reached = [torch.le(u, cumulative, out=torch.empty_like(u))]
+            reached = [torch.le(u, cumulative, out=torch.empty_like(total))]  # x's dtype, whatever u's
             for k in (1, 2):
                 cumulative = cumulative + weights[k]
-                reached.append(torch.le(u, cumulative, out=torch.empty_like(u)))
+                reached.append(torch.le(u, cumulative, out=torch.empty_like(total)))
             masks = [reached[0], reached[1] - reached[0], reached[2] - reached[1], 1 - reached[2]]
         return _Picked.apply(x, *masks)
 
