@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from rich.console import Console
+    from rich.markup import escape
 
     console = Console(highlight=False, width=120)
     info = machine()
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     mean = sum(r["accuracy"] for r in runs) / len(runs)
     slowest = max(r["train_s"] for r in runs)
     met = mean >= args.target and slowest <= args.budget_s
-    console.print(f"poolbench run {' '.join(overrides)}, seeds {args.seeds}: mean test accuracy {mean:.2%} "
+    console.print(f"poolbench run {escape(' '.join(overrides))}, seeds {args.seeds}: mean test accuracy {mean:.2%} "
                   f"({', '.join(format(r['accuracy'], '.2%') for r in runs)}), slowest training {slowest:.1f} s")
     console.print(f"goal (mean >= {args.target:.0%}, each within {args.budget_s:.0f} s training): "
                   + ("[green]met[/]" if met else "[red]not met[/]"))

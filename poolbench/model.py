@@ -43,20 +43,23 @@ class SmallCNN(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, image_size: int, make_pool: PoolMaker, *,
                  channels: list[int], readout: str, padding: str = "zeros",
-                 whiten: bool = ADDED_SINCE["model.whiten"], convs: int | list[int] = ADDED_SINCE["model.convs"]):
+                 whiten: bool = ADDED_SINCE["model.whiten"], convs: int | list[int] = ADDED_SINCE["model.convs"],
+                 pool_first: bool | list[bool] = ADDED_SINCE["model.pool_first"]):
         super().__init__()
         self.readout = resolve_readout(readout, make_pool.local, make_pool.name)
         padding = resolve_padding(padding)
         layers: list[nn.Module] = []
         c_in = in_channels
-        for stage, (width, count) in enumerate(zip(channels, resolve_convs(convs, len(channels)), strict=True)):
+        stages = zip(channels, resolve_convs(convs, len(channels)), resolve_pool_first(pool_first, len(channels)),
+                     strict=True)
+        for stage, (width, count, early) in enumerate(stages):
             first_whitens = stage == 0 and check_whiten(whiten, in_channels, width)
-            layers += [
-                PatchWhitening(c_in, width, padding) if first_whitens
-                else nn.Conv2d(c_in, width, 3, padding=1, padding_mode=padding, bias=False),
-                nn.BatchNorm2d(width),
-                *relu_and_pool(make_pool(width)),
-            ]
+            conv = (PatchWhitening(c_in, width, padding) if first_whitens
+                    else nn.Conv2d(c_in, width, 3, padding=1, padding_mode=padding, bias=False))
+            if early:
+                layers += [conv, make_pool(width), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+            else:
+                layers += [conv, nn.BatchNorm2d(width), *relu_and_pool(make_pool(width))]
             for _ in range(count - 1):
                 layers += [nn.Conv2d(width, width, 3, padding=1, padding_mode=padding, bias=False),
                            nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
@@ -152,6 +155,15 @@ def resolve_convs(convs, stages: int) -> list[int]:
         raise UsageError(f"model.convs must be a positive integer or a list of {stages} of them "
                          f"(one per model.channels stage), got '{convs}'.")
     return counts
+
+
+def resolve_pool_first(pool_first, stages: int) -> list[bool]:
+    """model.pool_first: true or false for every stage, or a list of them, one per stage."""
+    flags = [pool_first] * stages if isinstance(pool_first, bool) else pool_first
+    if not isinstance(flags, list) or len(flags) != stages or not all(isinstance(f, bool) for f in flags):
+        raise UsageError(f"model.pool_first must be true, false or a list of {stages} of them "
+                         f"(one per model.channels stage), got '{pool_first}'.")
+    return flags
 
 
 PADDINGS = ("zeros", "circular")

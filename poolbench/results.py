@@ -184,7 +184,7 @@ def new_metrics(run_info: dict) -> dict:
 # Keys added after runs were saved, with the value that gives what those runs trained: a run whose
 # config lacks the key ran with that value (config.load_run_config fills in train's and eval's;
 # SmallCNN's signature defaults to the model's).
-ADDED_SINCE = {"model.whiten": False, "model.convs": 1, "train.lookahead": 0.0,
+ADDED_SINCE = {"model.whiten": False, "model.convs": 1, "model.pool_first": False, "train.lookahead": 0.0,
                "eval.draws": 1, "eval.tta_flip": False}
 
 

@@ -171,7 +171,7 @@ def test_convs_must_be_positive_integers_one_per_stage(convs):
         SmallCNN(1, 10, 16, PoolMaker({"name": "max"}), channels=[8, 16], readout="auto", convs=convs)
 
 
-def test_a_run_saved_before_model_convs_existed_resumes_and_loads_as_one_conv_per_stage(tmp_path):
+def test_a_run_saved_before_model_convs_and_pool_first_existed_resumes_and_loads_as_it_ran(tmp_path):
     from omegaconf import OmegaConf
 
     from poolbench.config import compose_config
@@ -179,10 +179,35 @@ def test_a_run_saved_before_model_convs_existed_resumes_and_loads_as_one_conv_pe
 
     now = compose_config(["data=shapes"])
     old = OmegaConf.to_container(now, resolve=True)
-    del old["model"]["convs"]
+    del old["model"]["convs"], old["model"]["pool_first"]
     assert settings_differ(now, old) == []
     deeper = compose_config(["data=shapes", "model.convs=2"])
     assert settings_differ(deeper, old) == ["model.convs=2 (run has 1)"]
     from poolbench.model import build_model
     rebuilt = build_model(OmegaConf.create(old))  # what loading the old run builds
     assert sum(isinstance(m, nn.Conv2d) for m in rebuilt.features) == len(old["model"]["channels"])
+
+
+def test_pool_first_puts_the_slot_between_the_convolution_and_its_batchnorm():
+    torch.manual_seed(0)
+    model = SmallCNN(1, 10, 16, PoolMaker({"name": "max"}), channels=[8, 16], readout="auto",
+                     pool_first=[True, False], convs=[2, 1])
+    kinds = [type(m).__name__ for m in model.features]
+    assert kinds == ["Conv2d", "MaxPool", "BatchNorm2d", "ReLU", "Conv2d", "BatchNorm2d", "ReLU",
+                     "Conv2d", "BatchNorm2d", "MaxPool", "ReLU"]
+    every = SmallCNN(1, 10, 16, PoolMaker({"name": "avg"}), channels=[8, 16], readout="auto", pool_first=True)
+    assert [type(m).__name__ for m in every.features][:4] == ["Conv2d", "AvgPool2d", "BatchNorm2d", "ReLU"]
+    # evaluation's folded copy leaves a BatchNorm that follows a slot alone, and computes the same
+    with torch.no_grad():
+        model.train()(torch.randn(32, 1, 16, 16) * 2 + 1)
+    model.eval()
+    folded = inference_copy(model)
+    x = torch.randn(8, 1, 16, 16)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in folded.features) == 1
+    assert torch.allclose(folded(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("pool_first", [1, "true", [True], [True, 0]])
+def test_pool_first_must_be_booleans_one_per_stage(pool_first):
+    with pytest.raises(UsageError, match=r"^model\.pool_first must be true, false or a list of 2 of them"):
+        SmallCNN(1, 10, 16, PoolMaker({"name": "max"}), channels=[8, 16], readout="auto", pool_first=pool_first)
