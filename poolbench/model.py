@@ -39,6 +39,10 @@ class SmallCNN(nn.Module):
     ReLU) come after it, at the resolution the slot leaves: a quarter of the cost for operators that
     halve the map (the block of the fast CIFAR-10 trainers: conv, pool, conv), the full cost with
     pool=global, whose slots keep the size.
+    `pool_first`: per stage (or for all), conv, slot, BatchNorm, ReLU instead of conv, BatchNorm,
+    ReLU, slot: BatchNorm and ReLU run on the pooled map, and behind the frozen whitening layer
+    the slot gets no gradient to pass back. Another network (BatchNorm sees pooled values), and
+    inference_copy cannot fold such a BatchNorm into a conv.
     """
 
     def __init__(self, in_channels: int, num_classes: int, image_size: int, make_pool: PoolMaker, *,
