@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
+from pool_ops import interleaved_ms  # benchmarks/, the script's own folder
 from torch import nn
 
 from poolbench.allocator import keep_freed_memory
@@ -56,28 +56,22 @@ def main() -> None:
                                     momentum=0.9, nesterov=True)
         steps[name] = (model, optimizer, sum(p.numel() for p in model.parameters()))
 
-    def step(model, optimizer) -> float:
-        started = time.perf_counter()
+    def step(model, optimizer) -> None:
         loss = loss_fn(model(images), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        return time.perf_counter() - started
 
-    for model, optimizer, _ in steps.values():  # warm-up
-        for _ in range(3):
-            step(model, optimizer)
-    times = {name: [] for name in steps}
-    for _ in range(args.rounds):
-        for name, (model, optimizer, _) in steps.items():
-            times[name].append(step(model, optimizer))
+    calls = {name: (lambda model=model, optimizer=optimizer: step(model, optimizer))
+             for name, (model, optimizer, _) in steps.items()}
+    times = interleaved_ms(calls, args.rounds, warmup=3)  # ms per step, every network in each round
     first = statistics.median(next(iter(times.values())))
     print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, {args.rounds} interleaved rounds")
     print(f"{'network':24s} {'params':>9s} {'median ms':>10s} {'ratio':>6s} {'epoch s':>8s}")
     for name, values in times.items():
         median = statistics.median(values)
-        print(f"{name:24s} {steps[name][2]:9,d} {median * 1e3:10.1f} {median / first:6.2f} "
-              f"{median * 50_000 / args.batch:8.1f}")
+        print(f"{name:24s} {steps[name][2]:9,d} {median:10.1f} {median / first:6.2f} "
+              f"{median / 1e3 * 50_000 / args.batch:8.1f}")
 
 
 if __name__ == "__main__":

@@ -151,23 +151,22 @@ def check_whiten(whiten, in_channels: int, width: int) -> bool:
     return whiten
 
 
+def per_stage(key: str, value, stages: int, valid, what: str) -> list:
+    """model.<key>: one value for every stage, or a list with one per stage, each `valid`."""
+    values = value if isinstance(value, list) else [value] * stages
+    if len(values) != stages or not all(valid(v) for v in values):
+        raise UsageError(f"model.{key} must be {what} or a list of {stages} of them "
+                         f"(one per model.channels stage), got '{value}'.")
+    return values
+
+
 def resolve_convs(convs, stages: int) -> list[int]:
-    """model.convs: a positive integer for every stage, or a list of them, one per stage."""
-    counts = [convs] * stages if isinstance(convs, int) and not isinstance(convs, bool) else convs
-    if (not isinstance(counts, list) or len(counts) != stages
-            or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in counts)):
-        raise UsageError(f"model.convs must be a positive integer or a list of {stages} of them "
-                         f"(one per model.channels stage), got '{convs}'.")
-    return counts
+    return per_stage("convs", convs, stages, lambda c: isinstance(c, int) and not isinstance(c, bool) and c >= 1,
+                     "a positive integer")
 
 
 def resolve_pool_first(pool_first, stages: int) -> list[bool]:
-    """model.pool_first: true or false for every stage, or a list of them, one per stage."""
-    flags = [pool_first] * stages if isinstance(pool_first, bool) else pool_first
-    if not isinstance(flags, list) or len(flags) != stages or not all(isinstance(f, bool) for f in flags):
-        raise UsageError(f"model.pool_first must be true, false or a list of {stages} of them "
-                         f"(one per model.channels stage), got '{pool_first}'.")
-    return flags
+    return per_stage("pool_first", pool_first, stages, lambda f: isinstance(f, bool), "true, false")
 
 
 PADDINGS = ("zeros", "circular")

@@ -54,9 +54,9 @@ def test_inference_copy_folds_batchnorm_and_computes_the_same_function(pool):
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
-def small(pool: str, padding: str | None = None, readout: str = "auto", channels=(8, 16)) -> SmallCNN:
+def small(pool: str, padding: str | None = None, readout: str = "auto", channels=(8, 16), **options) -> SmallCNN:
     torch.manual_seed(0)
-    options = {} if padding is None else {"padding": padding}
+    options = options if padding is None else {"padding": padding, **options}
     return SmallCNN(1, 10, 16, PoolMaker({"name": pool}), channels=list(channels), readout=readout, **options)
 
 
@@ -133,8 +133,7 @@ def test_operators_that_do_not_commute_with_relu_keep_it_first(pool):
 
 
 def test_convs_adds_width_to_width_convolutions_after_each_slot_at_the_pooled_resolution():
-    torch.manual_seed(0)
-    model = SmallCNN(1, 10, 16, PoolMaker({"name": "max"}), channels=[8, 16], readout="auto", convs=[1, 3])
+    model = small("max", convs=[1, 3])
     kinds = [type(m).__name__ for m in model.features]
     assert kinds == ["Conv2d", "BatchNorm2d", "MaxPool", "ReLU",
                      "Conv2d", "BatchNorm2d", "MaxPool", "ReLU",
@@ -145,14 +144,13 @@ def test_convs_adds_width_to_width_convolutions_after_each_slot_at_the_pooled_re
     assert model.features[:8](torch.randn(2, 1, 16, 16)).shape == (2, 16, 4, 4)
     assert model(torch.randn(2, 1, 16, 16)).shape == (2, 10)
     assert model.classifier.in_features == 16 * 4 * 4
-    every = SmallCNN(1, 10, 16, PoolMaker({"name": "max"}), channels=[8, 16], readout="auto", convs=2)
+    every = small("max", convs=2)
     assert sum(isinstance(m, nn.Conv2d) for m in every.features) == 4
 
 
 def test_convs_1_is_the_network_without_the_option_so_saved_weights_still_load():
     x = torch.randn(4, 1, 16, 16)
-    torch.manual_seed(0)
-    explicit = SmallCNN(1, 10, 16, PoolMaker({"name": "max"}), channels=[8, 16], readout="auto", convs=1)
+    explicit = small("max", convs=1)
     assert torch.equal(small("max").eval()(x), explicit.eval()(x))
     # the parameter names and shapes of the network before model.convs existed: its checkpoints load
     shapes = {k: tuple(v.shape) for k, v in small("max").state_dict().items() if not k.endswith("num_batches_tracked")}
@@ -168,7 +166,7 @@ def test_convs_1_is_the_network_without_the_option_so_saved_weights_still_load()
 @pytest.mark.parametrize("convs", [0, [1], [1, 0], "2", True, [1, 2.0]])
 def test_convs_must_be_positive_integers_one_per_stage(convs):
     with pytest.raises(UsageError, match=r"^model\.convs must be a positive integer or a list of 2 of them"):
-        SmallCNN(1, 10, 16, PoolMaker({"name": "max"}), channels=[8, 16], readout="auto", convs=convs)
+        small("max", convs=convs)
 
 
 def test_a_run_saved_before_model_convs_and_pool_first_existed_resumes_and_loads_as_it_ran(tmp_path):
@@ -189,13 +187,11 @@ def test_a_run_saved_before_model_convs_and_pool_first_existed_resumes_and_loads
 
 
 def test_pool_first_puts_the_slot_between_the_convolution_and_its_batchnorm():
-    torch.manual_seed(0)
-    model = SmallCNN(1, 10, 16, PoolMaker({"name": "max"}), channels=[8, 16], readout="auto",
-                     pool_first=[True, False], convs=[2, 1])
+    model = small("max", pool_first=[True, False], convs=[2, 1])
     kinds = [type(m).__name__ for m in model.features]
     assert kinds == ["Conv2d", "MaxPool", "BatchNorm2d", "ReLU", "Conv2d", "BatchNorm2d", "ReLU",
                      "Conv2d", "BatchNorm2d", "MaxPool", "ReLU"]
-    every = SmallCNN(1, 10, 16, PoolMaker({"name": "avg"}), channels=[8, 16], readout="auto", pool_first=True)
+    every = small("avg", pool_first=True)
     assert [type(m).__name__ for m in every.features][:4] == ["Conv2d", "AvgPool2d", "BatchNorm2d", "ReLU"]
     # evaluation's folded copy leaves a BatchNorm that follows a slot alone, and computes the same
     with torch.no_grad():
@@ -210,4 +206,4 @@ def test_pool_first_puts_the_slot_between_the_convolution_and_its_batchnorm():
 @pytest.mark.parametrize("pool_first", [1, "true", [True], [True, 0]])
 def test_pool_first_must_be_booleans_one_per_stage(pool_first):
     with pytest.raises(UsageError, match=r"^model\.pool_first must be true, false or a list of 2 of them"):
-        SmallCNN(1, 10, 16, PoolMaker({"name": "max"}), channels=[8, 16], readout="auto", pool_first=pool_first)
+        small("max", pool_first=pool_first)

@@ -119,8 +119,9 @@ def _write_cache(cache: Path, saved: dict) -> bool:
 
 
 def _remove_stale_caches(cache: Path) -> None:
-    """Delete the caches of earlier states of the same source (same path, size and channels, any
-    other content key) beside `cache`; one that cannot be removed is left, with a log line."""
+    """Delete the caches of earlier states of the same source (same source key: path, image size
+    and channels; another content key) beside `cache`; one that cannot be removed is left, with a
+    log line."""
     source_id = cache.name.split("-")[1]
     for stale in cache.parent.glob(f"cache-{source_id}-*.pt"):
         if stale != cache:
